@@ -1,0 +1,207 @@
+"""Builders for every small model the tests need (DESIGN.md, Testing).
+
+Each builder returns a fresh, checker-valid ``onnx.ModelProto`` with deterministic weights.
+Sections are grouped by feature; each feature adds its builders under its own heading.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+F = TensorProto.FLOAT
+
+
+def make(
+    nodes, inputs, outputs, inits=(), name="test", opset=OPSET, extra_opsets=(), value_info=()
+) -> onnx.ModelProto:
+    """Wrap nodes into a checked model with the default opset (plus ``extra_opsets``)."""
+    graph = helper.make_graph(
+        list(nodes), name, list(inputs), list(outputs), list(inits), value_info=list(value_info)
+    )
+    opsets = [helper.make_opsetid("", opset), *[helper.make_opsetid(d, v) for d, v in extra_opsets]]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="workbench-tests")
+    model.ir_version = 8 if opset < 21 else 10
+    onnx.checker.check_model(model)
+    return model
+
+
+def tensor(name: str, array: np.ndarray) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.ascontiguousarray(array), name)
+
+
+def vi(name: str, elem_type: int = F, shape=None) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, elem_type, shape)
+
+
+def rng(seed: int = 0) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+# ----------------------------------------------------------------------------- basic models
+
+
+def mlp(
+    in_features: int = 16, hidden: int = 32, out_features: int = 4, seed: int = 0
+) -> onnx.ModelProto:
+    """x[N,in] → MatMul/Add/Relu → MatMul/Add → y[N,out]."""
+    r = rng(seed)
+    inits = [
+        tensor("w1", r.standard_normal((in_features, hidden)).astype(np.float32) * 0.3),
+        tensor("b1", r.standard_normal(hidden).astype(np.float32) * 0.1),
+        tensor("w2", r.standard_normal((hidden, out_features)).astype(np.float32) * 0.3),
+        tensor("b2", r.standard_normal(out_features).astype(np.float32) * 0.1),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h0"], name="fc1"),
+        helper.make_node("Add", ["h0", "b1"], ["h1"], name="fc1_bias"),
+        helper.make_node("Relu", ["h1"], ["h2"], name="relu"),
+        helper.make_node("MatMul", ["h2", "w2"], ["h3"], name="fc2"),
+        helper.make_node("Add", ["h3", "b2"], ["y"], name="fc2_bias"),
+    ]
+    return make(
+        nodes, [vi("x", F, ["N", in_features])], [vi("y", F, ["N", out_features])], inits, "mlp"
+    )
+
+
+def small_cnn(channels: int = 4, seed: int = 0) -> onnx.ModelProto:
+    """x[N,1,8,8] → Conv/Relu/MaxPool → Conv/Relu → GlobalAveragePool → Flatten → Gemm → y[N,3]."""
+    r = rng(seed)
+    c = channels
+    inits = [
+        tensor("c1.w", r.standard_normal((c, 1, 3, 3)).astype(np.float32) * 0.5),
+        tensor("c1.b", r.standard_normal(c).astype(np.float32) * 0.1),
+        tensor("c2.w", r.standard_normal((2 * c, c, 3, 3)).astype(np.float32) * 0.3),
+        tensor("c2.b", r.standard_normal(2 * c).astype(np.float32) * 0.1),
+        tensor("fc.w", r.standard_normal((3, 2 * c)).astype(np.float32) * 0.5),
+        tensor("fc.b", r.standard_normal(3).astype(np.float32) * 0.1),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "c1.w", "c1.b"], ["a1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a1"], ["a2"], name="relu1"),
+        helper.make_node(
+            "MaxPool", ["a2"], ["a3"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]
+        ),
+        helper.make_node("Conv", ["a3", "c2.w", "c2.b"], ["a4"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["a4"], ["a5"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["a5"], ["a6"], name="gap"),
+        helper.make_node("Flatten", ["a6"], ["a7"], name="flatten"),
+        helper.make_node("Gemm", ["a7", "fc.w", "fc.b"], ["y"], name="fc", transB=1),
+    ]
+    return make(nodes, [vi("x", F, ["N", 1, 8, 8])], [vi("y", F, ["N", 3])], inits, "small_cnn")
+
+
+def attention_block(seq: int = 8, dim: int = 16, seed: int = 0) -> onnx.ModelProto:
+    """Single-head self-attention with LayerNormalization and a residual: x[N,seq,dim] → y."""
+    r = rng(seed)
+    inits = [
+        tensor(n, r.standard_normal((dim, dim)).astype(np.float32) * 0.25)
+        for n in ("wq", "wk", "wv", "wo")
+    ]
+    inits += [
+        tensor("scale", np.array(1.0 / np.sqrt(dim), np.float32)),
+        tensor("ln.g", np.ones(dim, np.float32)),
+        tensor("ln.b", np.zeros(dim, np.float32)),
+    ]
+    n = helper.make_node
+    nodes = [
+        n("LayerNormalization", ["x", "ln.g", "ln.b"], ["xn"], name="ln", axis=-1),
+        n("MatMul", ["xn", "wq"], ["q"], name="q_proj"),
+        n("MatMul", ["xn", "wk"], ["k"], name="k_proj"),
+        n("MatMul", ["xn", "wv"], ["v"], name="v_proj"),
+        n("Transpose", ["k"], ["kt"], name="k_t", perm=[0, 2, 1]),
+        n("MatMul", ["q", "kt"], ["s0"], name="scores"),
+        n("Mul", ["s0", "scale"], ["s1"], name="scale_scores"),
+        n("Softmax", ["s1"], ["p"], name="softmax", axis=-1),
+        n("MatMul", ["p", "v"], ["ctx"], name="context"),
+        n("MatMul", ["ctx", "wo"], ["o"], name="out_proj"),
+        n("Add", ["o", "x"], ["y"], name="residual"),
+    ]
+    return make(
+        nodes, [vi("x", F, ["N", seq, dim])], [vi("y", F, ["N", seq, dim])], inits, "attention"
+    )
+
+
+def chain(
+    n_nodes: int = 100,
+    width: int = 8,
+    ops: tuple[str, ...] = ("Add", "Relu", "Mul", "Sigmoid"),
+    seed: int = 0,
+) -> onnx.ModelProto:
+    """A long elementwise chain of ``n_nodes`` nodes cycling through ``ops`` (linear-time tests)."""
+    r = rng(seed)
+    nodes, inits = [], []
+    prev = "x"
+    for i in range(n_nodes):
+        op = ops[i % len(ops)]
+        out = "y" if i == n_nodes - 1 else f"t{i}"
+        if op in ("Add", "Mul", "Sub", "Div"):
+            c = f"c{i}"
+            value = (
+                1.0 + 0.01 * r.standard_normal(width)
+                if op in ("Mul", "Div")
+                else 0.01 * r.standard_normal(width)
+            )
+            inits.append(tensor(c, value.astype(np.float32)))
+            nodes.append(helper.make_node(op, [prev, c], [out], name=f"n{i}"))
+        else:
+            nodes.append(helper.make_node(op, [prev], [out], name=f"n{i}"))
+        prev = out
+    return make(
+        nodes, [vi("x", F, ["N", width])], [vi("y", F, ["N", width])], inits, f"chain{n_nodes}"
+    )
+
+
+def unnamed_nodes() -> onnx.ModelProto:
+    """MLP whose nodes have no names, plus two nodes sharing a name."""
+    m = mlp()
+    for node in m.graph.node:
+        node.name = ""
+    m.graph.node[3].name = "dup"
+    m.graph.node[4].name = "dup"
+    return m
+
+
+def with_external_data(directory: Path, location: str = "weights.bin") -> Path:
+    """Save :func:`mlp` with its weights in an external file; return the .onnx path."""
+    m = mlp(in_features=64, hidden=64)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "ext.onnx"
+    onnx.save_model(
+        m,
+        path,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=location,
+        size_threshold=0,
+    )
+    return path
+
+
+def external_data_escaping(directory: Path) -> Path:
+    """A model whose external-data location points outside its folder (path traversal)."""
+    inner = directory / "models"
+    inner.mkdir(parents=True, exist_ok=True)
+    secret = directory / "secret.bin"
+    secret.write_bytes(np.arange(64 * 64, dtype=np.float32).tobytes())
+    path = with_external_data(inner)
+    m = onnx.load(path, load_external_data=False)
+    for t in m.graph.initializer:
+        for e in t.external_data:
+            if e.key == "location":
+                e.value = "../secret.bin"
+    onnx.save_model(m, path)
+    return path
+
+
+# ----------------------------------------------------------------------------- float16 (issue 4)
+
+# ----------------------------------------------------------------------------- mixed precision (issue 5)
+
+# ----------------------------------------------------------------------------- int8 (issue 6)
+
+# ----------------------------------------------------------------------------- devices and partitioning (issue 8)

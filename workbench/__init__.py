@@ -1,0 +1,83 @@
+"""Precision Workbench: explore the numeric precision of ONNX models.
+
+Public API (see DESIGN.md). Names are re-exported lazily so ``import workbench`` stays fast and
+optional backends load only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # model & data
+    "load_model": "model",
+    "save_model": "model",
+    "inspect": "model",
+    "ModelSummary": "model",
+    "Dataset": "data",
+    "random_dataset": "data",
+    "metrics": "",
+    # precision passes
+    "convert_float16": "precision.float16",
+    "Float16Result": "precision.float16",
+    "auto_mixed_precision": "precision.mixed",
+    "MixedPrecisionResult": "precision.mixed",
+    "quantize_int8": "precision.int8",
+    "quantize_with_accuracy_control": "precision.accuracy_control",
+    "AccuracyControlResult": "precision.accuracy_control",
+    "Hint": "precision.hints",
+    # runtime
+    "open_runner": "runtime",
+    "benchmark": "runtime",
+    "evaluate": "runtime",
+    "BenchResult": "runtime",
+    # devices
+    "Device": "devices.registry",
+    "devices": "devices.registry",
+    "DeviceProfile": "devices.registry",
+    "query_model": "devices.capability",
+    "CapabilityReport": "devices.capability",
+    "affinity": "devices.affinity",
+    "Affinity": "devices.affinity",
+    "partition": "devices.partition",
+    "PartitionedModel": "devices.partition",
+    # explore, visualize, report
+    "explore": "explore",
+    "Study": "explore",
+    "affinity_dot": "viz.graphs",
+    "subgraphs_dot": "viz.graphs",
+    "render": "viz.graphs",
+    "tradeoff_plot": "viz.plots",
+    "report": "report",
+    "widgets": "",
+    "demo": "",
+    # errors & progress
+    "WorkbenchError": "errors",
+    "ModelLoadError": "errors",
+    "InputError": "errors",
+    "UnsupportedError": "errors",
+    "AccuracyNotReachedError": "errors",
+    "OperationCancelled": "errors",
+    "CancelToken": "progress",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'workbench' has no attribute {name!r}") from None
+    if not module:  # a submodule exported as itself
+        return importlib.import_module(f".{name}", __name__)
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,172 @@
+"""``workbench`` command line: the same verbs as the Python API.
+
+Errors on bad input print one line naming the file/input and what to do, and exit with code 2.
+Each verb is a pair ``_add_<verb>(subparsers)`` / ``_cmd_<verb>(args)`` registered in COMMANDS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import WorkbenchError
+
+
+def _fail(message: str) -> int:
+    print(f"workbench: error: {message}", file=sys.stderr)
+    return 2
+
+
+# ----------------------------------------------------------------------------- inspect
+
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("inspect", help="summarize a model: ops, dtypes, parameters, I/O, opsets")
+    p.add_argument("model", type=Path)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from .model import inspect, load_model
+
+    summary = inspect(load_model(args.model))
+    print(summary.to_json() if args.json else summary)
+    return 0
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="time inference of a model on a device")
+    p.add_argument("model", type=Path)
+    p.add_argument("--device", default="cpu", help="device name (see `workbench devices`)")
+    p.add_argument(
+        "--hint", default=None, help="execution hint, e.g. performance, accuracy, performance/f16"
+    )
+    p.add_argument(
+        "--runs", type=int, default=None, help="timed runs (default: as many as fit in --min-time)"
+    )
+    p.add_argument("--min-time", type=float, default=1.0, help="seconds to keep timing (default 1)")
+    p.add_argument("--batch", type=int, default=1, help="value for dynamic batch dimensions")
+    p.add_argument("--json", action="store_true", help="print the BenchResult as JSON")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .data import random_dataset
+    from .model import load_model
+    from .runtime import benchmark
+
+    model = load_model(args.model)
+    dims = {
+        d.dim_param: args.batch
+        for i in model.graph.input
+        for d in i.type.tensor_type.shape.dim
+        if d.dim_param
+    }
+    ds = random_dataset(model, n=1, seed=0, dims=dims)
+    r = benchmark(
+        model,
+        device=args.device,
+        hint=args.hint,
+        dataset=ds,
+        runs=args.runs,
+        min_time=args.min_time,
+    )
+    if args.json:
+        print(r.to_json())
+    else:
+        print(
+            f"{args.model.name} on {r.device} [{r.hint}]: median {r.median_ms:.3f} ms, "
+            f"p10 {r.p10_ms:.3f} ms, p90 {r.p90_ms:.3f} ms over {r.runs} runs; "
+            f"{r.throughput:,.0f} items/s; precision requested {r.precision_requested}, ran {r.precision_ran}"
+        )
+        for note in r.notes:
+            print(f"  note: {note}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def _add_devices(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("devices", help="list devices (real and simulated) with their precisions")
+    p.add_argument("--json", action="store_true")
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from .devices.registry import devices
+
+    devs = devices()
+    if args.json:
+        print(json.dumps([d.to_dict() for d in devs], indent=1))
+    else:
+        for d in devs:
+            print(f"{d.label:<32} {d.backend:<9} {','.join(d.precisions):<16} {d.description}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run the demo on the digits models and write its outputs")
+    p.add_argument("--out", type=Path, default=Path("out"), help="output folder (default: out)")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo.run import run_demo
+
+    outputs = run_demo(args.out)
+    print(f"demo outputs in {args.out.resolve()}:")
+    for label, path in outputs.items():
+        print(f"  {label:<18} {path}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- registry
+
+COMMANDS: list[
+    tuple[Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]
+] = [
+    (_add_inspect, _cmd_inspect),
+    (_add_bench, _cmd_bench),
+    (_add_devices, _cmd_devices),
+    (_add_demo, _cmd_demo),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="workbench", description="Precision Workbench for ONNX models"
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add, cmd in COMMANDS:
+        before = set(sub.choices)
+        add(sub)
+        for name in set(sub.choices) - before:
+            sub.choices[name].set_defaults(_handler=cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``workbench`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args._handler(args)
+    except WorkbenchError as e:
+        return _fail(str(e))
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        return _fail(f"{e.strerror}: {e.filename}")
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,471 @@
+"""Load, save and inspect ONNX models safely.
+
+* :func:`load_model` never hands out the caller's proto (it copies) and refuses external-data
+  locations that escape the model's folder.
+* :func:`save_model` writes atomically (temp file + rename) and switches to external data when
+  the model would not fit a 2 GB protobuf.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+
+from .errors import ModelLoadError
+from .results import Result, html_table
+
+#: protobuf cannot serialize a message of 2 GiB or more
+PROTOBUF_LIMIT = 2**31 - 1
+#: tensors smaller than this stay inside the .onnx file when saving with external data
+EXTERNAL_THRESHOLD = 1024
+
+ModelLike = "str | os.PathLike[str] | onnx.ModelProto"
+
+
+# --------------------------------------------------------------------------- graph walking
+
+
+def iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """Yield ``graph`` and every subgraph (If/Loop/Scan bodies), depth first."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from iter_graphs(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for g in attr.graphs:
+                    yield from iter_graphs(g)
+
+
+def iter_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    """Every TensorProto in the model: initializers, Constant values, tensor attributes."""
+    for g in iter_graphs(model.graph):
+        yield from g.initializer
+        for sparse in g.sparse_initializer:
+            yield sparse.values
+            yield sparse.indices
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.TENSOR:
+                    yield attr.t
+                elif attr.type == onnx.AttributeProto.TENSORS:
+                    yield from attr.tensors
+
+
+def _is_external(t: onnx.TensorProto) -> bool:
+    return t.data_location == onnx.TensorProto.EXTERNAL
+
+
+def _external_info(t: onnx.TensorProto) -> dict[str, str]:
+    return {e.key: e.value for e in t.external_data}
+
+
+def tensor_nbytes(t: onnx.TensorProto) -> int:
+    """Bytes of a tensor's data, whether inline or external."""
+    if _is_external(t):
+        info = _external_info(t)
+        if "length" in info:
+            return int(info["length"])
+        n = int(np.prod(t.dims)) if t.dims else 1
+        return n * _itemsize(t.data_type)
+    if t.raw_data:
+        return len(t.raw_data)
+    n = int(np.prod(t.dims)) if t.dims else 1
+    return n * _itemsize(t.data_type)
+
+
+def _itemsize(data_type: int) -> int:
+    try:
+        return int(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type)).itemsize)
+    except Exception:  # string or unknown types
+        return 1
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _safe_location(base: Path, location: str, tensor: str) -> Path:
+    """Resolve an external-data location, refusing anything outside ``base``."""
+    if not location:
+        raise ModelLoadError(f"tensor {tensor!r} has external data without a location")
+    if os.path.isabs(location) or location.startswith(("\\", "/")):
+        raise ModelLoadError(
+            f"tensor {tensor!r}: external data location {location!r} is absolute; "
+            "only files inside the model's folder are allowed — re-save the model with a relative location"
+        )
+    target = (base / location).resolve()
+    root = base.resolve()
+    if target != root and root not in target.parents:
+        raise ModelLoadError(
+            f"tensor {tensor!r}: external data location {location!r} escapes the model folder "
+            f"{str(root)!r}; refusing to read it — move the data file beside the model"
+        )
+    if not target.is_file():
+        raise ModelLoadError(
+            f"tensor {tensor!r}: external data file {location!r} not found next to the model "
+            f"in {str(root)!r}"
+        )
+    return target
+
+
+def check_external_data(model: onnx.ModelProto, base_dir: str | Path) -> list[Path]:
+    """Validate every external-data reference of ``model`` against ``base_dir``; return the files."""
+    base = Path(base_dir)
+    files: list[Path] = []
+    for t in iter_tensors(model):
+        if _is_external(t):
+            info = _external_info(t)
+            path = _safe_location(base, info.get("location", ""), t.name)
+            size = path.stat().st_size
+            offset = int(info.get("offset", 0) or 0)
+            length = int(info.get("length", 0) or 0)
+            if offset < 0 or length < 0 or offset + length > size:
+                raise ModelLoadError(
+                    f"tensor {t.name!r}: external data range offset={offset} length={length} "
+                    f"is outside {info['location']!r} ({size} bytes); the data file is truncated"
+                )
+            files.append(path)
+    return files
+
+
+def load_model(
+    model: str | os.PathLike[str] | onnx.ModelProto, load_external_data: bool = True
+) -> onnx.ModelProto:
+    """Load an ONNX model from a path (or copy a ModelProto); external data is loaded safely.
+
+    Raises :class:`ModelLoadError` naming the file for a missing, truncated or non-ONNX file and
+    for external-data paths that escape the model's folder.
+    """
+    if isinstance(model, onnx.ModelProto):
+        copy = onnx.ModelProto()
+        copy.CopyFrom(model)
+        return copy
+    if not isinstance(model, (str, os.PathLike)):
+        raise ModelLoadError(
+            f"expected a path or onnx.ModelProto, got {type(model).__name__}; pass the .onnx file path"
+        )
+    path = Path(model)
+    if not path.exists():
+        raise ModelLoadError(f"model file not found: {str(path)!r} — check the path")
+    if path.is_dir():
+        raise ModelLoadError(f"{str(path)!r} is a directory; pass the .onnx file inside it")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ModelLoadError(f"cannot read model file {str(path)!r}: {e.strerror}") from e
+    if not data:
+        raise ModelLoadError(f"model file {str(path)!r} is empty — re-export the model")
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise ModelLoadError(
+            f"{str(path)!r} is not a valid ONNX model (truncated or not a protobuf: {e}); "
+            "re-export or re-download it"
+        ) from e
+    if not proto.graph.node and not proto.graph.output and not proto.opset_import:
+        raise ModelLoadError(
+            f"{str(path)!r} parsed but contains no ONNX graph; is it really an .onnx model?"
+        )
+    if load_external_data:
+        check_external_data(proto, path.parent)
+        if any(_is_external(t) for t in iter_tensors(proto)):
+            _load_external(proto, path.parent)
+    return proto
+
+
+def _load_external(model: onnx.ModelProto, base: Path) -> None:
+    handles: dict[Path, Any] = {}
+    try:
+        for t in iter_tensors(model):
+            if not _is_external(t):
+                continue
+            info = _external_info(t)
+            file = _safe_location(base, info["location"], t.name)
+            if file not in handles:
+                handles[file] = open(file, "rb")  # noqa: SIM115 - closed in finally
+            fh = handles[file]
+            fh.seek(int(info.get("offset", 0) or 0))
+            length = info.get("length")
+            t.raw_data = fh.read(int(length)) if length else fh.read()
+            del t.external_data[:]
+            t.ClearField("data_location")
+    finally:
+        for fh in handles.values():
+            fh.close()
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def model_nbytes(model: onnx.ModelProto) -> int:
+    """Approximate serialized size without serializing (safe beyond 2 GB)."""
+    tensors = sum(tensor_nbytes(t) for t in iter_tensors(model) if not _is_external(t))
+    return tensors + 64 * sum(len(g.node) for g in iter_graphs(model.graph))
+
+
+def save_model(
+    model: onnx.ModelProto,
+    path: str | os.PathLike[str],
+    external_data: bool | None = None,
+) -> Path:
+    """Save atomically. External data (``<name>.data`` beside it) when ≥ 2 GB or asked for.
+
+    The caller's model is left exactly as it was.
+    """
+    if not isinstance(model, onnx.ModelProto):
+        raise TypeError(f"save_model expects an onnx.ModelProto, got {type(model).__name__}")
+    path = Path(path)
+    if external_data is None:
+        external_data = model_nbytes(model) >= PROTOBUF_LIMIT
+    if not external_data:
+        try:
+            data = model.SerializeToString()
+        except ValueError as e:  # protobuf refuses >2GB messages
+            raise ModelLoadError(
+                f"model too large to save inline to {str(path)!r}; use external_data=True"
+            ) from e
+        atomic_write_bytes(path, data)
+        return path
+    _save_external(model, path)
+    return path
+
+
+def _save_external(model: onnx.ModelProto, path: Path) -> None:
+    """Stream large tensors to ``<name>.data`` and write the model; restore the proto afterwards.
+
+    The tensors' bytes are moved out of the proto one at a time (so peak memory stays near the
+    model's own size) and read back from the data file once the small .onnx is serialized.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data_name = path.name + ".data"
+    fd, tmp_data = tempfile.mkstemp(prefix=f".{data_name}.", suffix=".tmp", dir=path.parent)
+    moved: list[tuple[onnx.TensorProto, int, int]] = []
+    try:
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                offset = 0
+                for t in iter_tensors(model):
+                    if _is_external(t) or len(t.raw_data) < EXTERNAL_THRESHOLD:
+                        continue
+                    offset += fh.write(b"\0" * ((-offset) % 4096))  # page alignment allows mmap
+                    length = fh.write(t.raw_data)
+                    moved.append((t, offset, length))
+                    t.ClearField("raw_data")
+                    t.data_location = onnx.TensorProto.EXTERNAL
+                    for k, v in (
+                        ("location", data_name),
+                        ("offset", str(offset)),
+                        ("length", str(length)),
+                    ):
+                        e = t.external_data.add()
+                        e.key, e.value = k, v
+                    offset += length
+                fh.flush()
+                os.fsync(fh.fileno())
+            header = model.SerializeToString()
+        finally:
+            _restore_moved(moved, Path(tmp_data))
+        os.replace(tmp_data, path.parent / data_name)
+        atomic_write_bytes(path, header)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_data)
+        raise
+
+
+def _restore_moved(moved: list[tuple[onnx.TensorProto, int, int]], source: Path) -> None:
+    if not moved:
+        return
+    with open(source, "rb") as fh:
+        for t, offset, length in moved:
+            fh.seek(offset)
+            del t.external_data[:]
+            t.ClearField("data_location")  # as before saving: inline data, field unset
+            t.raw_data = fh.read(length)
+
+
+# --------------------------------------------------------------------------- naming
+
+
+def ensure_node_names(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Copy of ``model`` where every node (subgraphs included) has a unique, deterministic name.
+
+    Unnamed nodes become ``<OpType>_<n>``; duplicates get ``__<k>`` suffixes, in graph order.
+    Block lists, affinity and reports refer to nodes by these names.
+    """
+    out = load_model(model)
+    taken: set[str] = set()
+    counters: collections.Counter[str] = collections.Counter()
+    nodes = [n for g in iter_graphs(out.graph) for n in g.node]
+    named = collections.Counter(n.name for n in nodes if n.name)
+    for node in nodes:
+        name = node.name
+        if not name or named[name] > 1 and name in taken:
+            base = name or node.op_type
+            while True:
+                counters[base] += 1
+                candidate = f"{base}_{counters[base]}" if not name else f"{base}__{counters[base]}"
+                if candidate not in taken and candidate not in named:
+                    break
+            node.name = candidate
+        taken.add(node.name)
+    return out
+
+
+# --------------------------------------------------------------------------- inspect
+
+
+@dataclass(frozen=True)
+class TensorInfo(Result):
+    name: str
+    dtype: str
+    shape: tuple[int | str | None, ...]
+
+    def __str__(self) -> str:
+        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name}: {self.dtype}[{dims}]"
+
+
+def dtype_name(elem_type: int) -> str:
+    """ONNX element type → short name (``float32``, ``float16``, ``bfloat16``, ``int64``...)."""
+    if elem_type == onnx.TensorProto.BFLOAT16:
+        return "bfloat16"
+    try:
+        return str(np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)))
+    except Exception:
+        return onnx.TensorProto.DataType.Name(elem_type).lower()
+
+
+def value_info(vi: onnx.ValueInfoProto) -> TensorInfo:
+    tt = vi.type.tensor_type
+    shape: tuple[int | str | None, ...] = tuple(
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim
+    )
+    return TensorInfo(vi.name, dtype_name(tt.elem_type) if tt.elem_type else "?", shape)
+
+
+@dataclass(frozen=True)
+class ModelSummary(Result):
+    """What :func:`inspect` reports about a model."""
+
+    graph_name: str
+    producer: str
+    ir_version: int
+    opsets: dict[str, int]
+    domains: tuple[str, ...]
+    node_count: int
+    ops: dict[str, int]
+    dtypes: dict[str, int]
+    parameters: int
+    parameter_bytes: int
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    subgraphs: int = 0
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        ops = ", ".join(f"{k}×{v}" for k, v in sorted(self.ops.items(), key=lambda kv: -kv[1]))
+        return [
+            {"field": "graph", "value": self.graph_name},
+            {"field": "producer", "value": self.producer},
+            {
+                "field": "opsets",
+                "value": ", ".join(f"{k or 'ai.onnx'}:{v}" for k, v in self.opsets.items()),
+            },
+            {"field": "nodes", "value": f"{self.node_count} ({self.subgraphs} subgraphs)"},
+            {"field": "ops", "value": ops},
+            {
+                "field": "tensor dtypes",
+                "value": ", ".join(f"{k}×{v}" for k, v in self.dtypes.items()),
+            },
+            {
+                "field": "parameters",
+                "value": f"{self.parameters:,} ({self.parameter_bytes / 1024:.1f} KiB)",
+            },
+            {"field": "inputs", "value": "; ".join(map(str, self.inputs))},
+            {"field": "outputs", "value": "; ".join(map(str, self.outputs))},
+        ]
+
+    def _repr_html_(self) -> str:
+        return html_table(self.summary_rows(), title="Model summary")
+
+    def __str__(self) -> str:
+        return "\n".join(f"{r['field']:>14}: {r['value']}" for r in self.summary_rows())
+
+
+def inspect(model: str | os.PathLike[str] | onnx.ModelProto) -> ModelSummary:
+    """Summarize a model: op histogram, dtypes, parameters, I/O with shapes, opsets, domains."""
+    m = model if isinstance(model, onnx.ModelProto) else load_model(model, load_external_data=False)
+    graphs = list(iter_graphs(m.graph))
+    ops: collections.Counter[str] = collections.Counter()
+    domains: set[str] = set()
+    for g in graphs:
+        for n in g.node:
+            ops[n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"] += 1
+            domains.add(n.domain or "ai.onnx")
+    dtypes: collections.Counter[str] = collections.Counter()
+    init_names = set()
+    params = 0
+    pbytes = 0
+    for t in iter_tensors(m):
+        dtypes[dtype_name(t.data_type)] += 1
+        params += int(np.prod(t.dims)) if t.dims else 1
+        pbytes += tensor_nbytes(t)
+        init_names.add(t.name)
+    for g in graphs:
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            if vi.name not in init_names and vi.type.tensor_type.elem_type:
+                dtypes[dtype_name(vi.type.tensor_type.elem_type)] += 1
+    inits = {i.name for i in m.graph.initializer}
+    return ModelSummary(
+        graph_name=m.graph.name,
+        producer=f"{m.producer_name} {m.producer_version}".strip(),
+        ir_version=m.ir_version,
+        opsets={o.domain: o.version for o in m.opset_import},
+        domains=tuple(sorted(domains)),
+        node_count=sum(len(g.node) for g in graphs),
+        ops=dict(sorted(ops.items())),
+        dtypes=dict(sorted(dtypes.items())),
+        parameters=params,
+        parameter_bytes=pbytes,
+        inputs=tuple(value_info(i) for i in m.graph.input if i.name not in inits),
+        outputs=tuple(value_info(o) for o in m.graph.output),
+        subgraphs=len(graphs) - 1,
+        metadata={p.key: p.value for p in m.metadata_props},
+    )
+
+
+def opset_version(model: onnx.ModelProto, domain: str = "") -> int:
+    """The model's opset for ``domain`` (default domain when '' or 'ai.onnx')."""
+    for o in model.opset_import:
+        if o.domain == domain or (domain in ("", "ai.onnx") and o.domain in ("", "ai.onnx")):
+            return o.version
+    return 0
