@@ -136,3 +136,30 @@ def random_dataset(
             feeds[name] = arr
         items.append(feeds)
     return Dataset(items)
+
+
+def dataset_from_npz(path: str | os.PathLike[str]) -> Dataset:
+    """A Dataset from an ``.npz`` whose arrays are named after the model inputs.
+
+    The first axis indexes items: item ``i`` is ``{name: array[i:i+1]}`` (batch of one). This
+    is the ``--data`` format of the CLI.
+    """
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(
+            f"data file not found: {str(p)!r}; give an .npz with one array per model input"
+        )
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (ValueError, OSError) as e:
+        raise InputError(f"cannot read {str(p)!r} as .npz: {e}") from e
+    if not arrays:
+        raise InputError(f"{str(p)!r} holds no arrays; save one per model input with numpy.savez")
+    lengths = {k: len(v) for k, v in arrays.items()}
+    if len(set(lengths.values())) != 1:
+        raise InputError(f"arrays in {str(p)!r} have different first dimensions: {lengths}")
+    n = next(iter(lengths.values()))
+    return Dataset([{k: v[i : i + 1] for k, v in arrays.items()} for i in range(n)])
