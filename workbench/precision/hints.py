@@ -86,3 +86,89 @@ class Hint(Result):
 def as_hint(hint: Hint | str | None) -> Hint:
     """Accept a Hint, a string like ``'performance/f16'`` or None (default performance hint)."""
     return Hint.parse(hint)
+
+
+# ----------------------------------------------------------------------------- resolution
+
+#: canonical order of precisions in tables (device capabilities, summaries)
+PRECISION_ORDER = ("f32", "f16", "bf16", "int8")
+
+
+def sort_precisions(values: set[str] | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Precisions in canonical order (f32, f16, bf16, int8, then anything else by name)."""
+    known = [p for p in PRECISION_ORDER if p in values]
+    return tuple(known + sorted(set(values) - set(PRECISION_ORDER)))
+
+
+def requested_precision(hint: Hint) -> str:
+    """What a hint asks for: its explicit precision, ``f32`` for accuracy, else ``default``."""
+    if hint.execution_mode == "accuracy":
+        return "f32"
+    return hint.inference_precision or "default"
+
+
+def summarize_precisions(counts: dict[str, int]) -> str:
+    """One label for the precisions compute nodes ran in: ``f32``, ``int8``, ``f16+f32`` ...
+
+    int8 wins when any compute node is quantized (the rest is glue); otherwise the precisions
+    are joined by frequency (ties by canonical order) so a partial fallback is visible.
+    """
+    counts = {k: v for k, v in counts.items() if v > 0}
+    if not counts:
+        return "f32"
+    if counts.get("int8"):
+        return "int8"
+    rank = {p: i for i, p in enumerate(PRECISION_ORDER)}
+    order = sorted(counts, key=lambda p: (-counts[p], rank.get(p, len(rank)), p))
+    return "+".join(order)
+
+
+@dataclass(frozen=True)
+class HintPlan(Result):
+    """A hint resolved for one device: what to ask the backend for, and why.
+
+    ``inference_precision`` is what the backend is asked to compute in (None: the device's own
+    default); ``honoured`` is False when the device cannot do the explicit request, and
+    ``notes`` say what happens instead.
+    """
+
+    device: str
+    hint: str
+    precision_requested: str
+    inference_precision: str | None
+    dynamic_quantization: bool
+    honoured: bool = True
+    notes: tuple[str, ...] = ()
+
+
+def resolve_hint(hint: Hint | str | None, supported: tuple[str, ...], device: str = "") -> HintPlan:
+    """Resolve ``hint`` for a device supporting ``supported`` precisions (OpenVINO semantics).
+
+    * accuracy: always f32 and no dynamic quantization; an explicit lower precision is not
+      honoured (accuracy never lowers precision);
+    * performance without a precision: the device's fastest default, dynamic quantization on;
+    * performance with a precision: asked for as is; marked not honoured (with the reason) when
+      the device does not list it, so the backend's fallback is reported, never hidden.
+    """
+    h = as_hint(hint)
+    where = device or "the device"
+    notes: list[str] = []
+    if h.execution_mode == "accuracy":
+        honoured = h.inference_precision in (None, "f32")
+        if not honoured:
+            notes.append(
+                f"accuracy mode never lowers precision: {h.inference_precision} ignored, "
+                f"{where} computes in f32"
+            )
+        return HintPlan(where, h.label, "f32", "f32", False, honoured, tuple(notes))
+    if h.inference_precision is None:
+        return HintPlan(where, h.label, "default", None, True, True, ())
+    honoured = h.inference_precision in supported
+    if not honoured:
+        notes.append(
+            f"{where} does not support {h.inference_precision} "
+            f"(supports {', '.join(supported) or 'nothing listed'}): not honoured"
+        )
+    return HintPlan(
+        where, h.label, h.inference_precision, h.inference_precision, True, honoured, tuple(notes)
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import os
+import tempfile
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -11,7 +13,12 @@ import onnxruntime as ort
 
 from ..data import onnx_to_numpy_dtype
 from ..errors import ModelLoadError, UnsupportedError
-from ..precision.hints import Hint
+from ..precision.hints import (
+    Hint,
+    requested_precision,
+    sort_precisions,
+    summarize_precisions,
+)
 from . import Runner, kernels
 
 if TYPE_CHECKING:
@@ -70,11 +77,11 @@ def make_session(
 
 
 def compute_precision(model: onnx.ModelProto, provider: str = kernels.CPU) -> str:
-    """Precision the model actually computes in on ``provider``.
+    """Precision the model computes in on ``provider``, from the stored graph alone.
 
     int8 when Q/DQ or integer kernels are present; otherwise the float types of compute nodes,
     counting a float16/bfloat16 node without a kernel on ``provider`` as f32 (ORT inserts casts
-    and computes it in float32).
+    and computes it in float32). :class:`OrtRunner` refines this from the optimized graph.
     """
     from ..precision.tensor_types import node_float_types
 
@@ -84,7 +91,7 @@ def compute_precision(model: onnx.ModelProto, provider: str = kernels.CPU) -> st
         if node.op_type in _QUANT_OPS:
             counts["int8"] += 1
             continue
-        if not elem_types or node.op_type in ("Cast", "Constant", "Identity", "Shape", "Reshape"):
+        if not elem_types or node.op_type in _GLUE_OPS:
             continue
         t = elem_types[0]
         if t not in _FLOAT_NAMES:
@@ -101,35 +108,211 @@ def compute_precision(model: onnx.ModelProto, provider: str = kernels.CPU) -> st
             if not ok:
                 name = "f32"
         counts[name] += 1
-    if not counts:
-        return "f32"
-    if counts.get("int8"):
-        return "int8"
-    order = [k for k, _ in counts.most_common()]
-    return "+".join(order) if len(order) > 1 else order[0]
+    return summarize_precisions(counts)
+
+
+#: nodes that move or reinterpret data; they do not say which precision the model computes in
+_GLUE_OPS = {
+    "Cast",
+    "Constant",
+    "Identity",
+    "Shape",
+    "Size",
+    "Reshape",
+    "Flatten",
+    "Squeeze",
+    "Unsqueeze",
+    "Transpose",
+    "Concat",
+    "Split",
+    "Slice",
+    "Gather",
+    "Expand",
+    "ReorderInput",
+    "ReorderOutput",
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "DynamicQuantizeLinear",
+}
+_LOW_FLOATS = (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)
+_INT8 = (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+
+
+def _is_int8_kernel(op_type: str) -> bool:
+    return op_type.startswith("QLinear") or op_type in (
+        "QGemm",
+        "MatMulInteger",
+        "ConvInteger",
+        "MatMulIntegerToFloat",
+        "DynamicQuantizeMatMul",
+        "QAttention",
+    )
+
+
+def needs_graph_check(model: onnx.ModelProto) -> bool:
+    """Does the model hold f16/bf16 tensors or quantization nodes? (f32 models skip the check)."""
+    from ..model import iter_graphs, iter_tensors
+
+    if any(t.data_type in _LOW_FLOATS for t in iter_tensors(model)):
+        return True
+    for g in iter_graphs(model.graph):
+        for vi in (*g.input, *g.output, *g.value_info):
+            if vi.type.tensor_type.elem_type in _LOW_FLOATS:
+                return True
+        for node in g.node:
+            if node.op_type in _QUANT_OPS or _is_int8_kernel(node.op_type):
+                return True
+            if node.op_type == "Cast" and any(
+                a.name == "to" and a.i in _LOW_FLOATS for a in node.attribute
+            ):
+                return True
+    return False
+
+
+def executed_precisions(optimized: onnx.ModelProto) -> dict[str, collections.Counter[str]]:
+    """Precision → Counter of op types of the compute nodes in an ORT-optimized main graph.
+
+    Element types are propagated from graph inputs, initializers and Casts (the saved graph's
+    value_info is stale after ORT's rewrites): a node computes in the type of its first float or
+    integer input; QLinear*/integer kernels count as int8.
+    """
+    g = optimized.graph
+    types: dict[str, int] = {i.name: i.type.tensor_type.elem_type for i in g.input}
+    types.update({t.name: t.data_type for t in g.initializer})
+    ran: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for node in g.node:
+        known = [types[i] for i in node.input if i in types]
+        if node.op_type == "Cast":
+            out = next((a.i for a in node.attribute if a.name == "to"), None)
+        elif node.op_type in ("Shape", "Size"):
+            out = onnx.TensorProto.INT64
+        elif node.op_type == "Constant":
+            out = next((a.t.data_type for a in node.attribute if a.name == "value"), None)
+        elif node.op_type == "QuantizeLinear":
+            zp = node.input[2] if len(node.input) > 2 else ""
+            out = types.get(zp, onnx.TensorProto.UINT8)
+        elif node.op_type == "DequantizeLinear":
+            out = types.get(node.input[1]) if len(node.input) > 1 else None
+        else:
+            out = next((t for t in known if t in _FLOAT_NAMES or t in _INT8), None)
+        for o in node.output:
+            if o and out:
+                types[o] = out
+        if node.op_type in _GLUE_OPS or not known:
+            continue
+        label = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        if _is_int8_kernel(node.op_type) or (known[0] in _INT8):
+            ran["int8"][label] += 1
+        elif known[0] in _FLOAT_NAMES:
+            ran[_FLOAT_NAMES[known[0]]][label] += 1
+    return dict(ran)
+
+
+def _describe_ops(ops: collections.Counter[str]) -> str:
+    return ", ".join(f"{op} ×{n}" if n > 1 else op for op, n in sorted(ops.items()))
 
 
 class OrtRunner(Runner):
+    """ORT session for (model, provider). ORT has no precision setting: it runs the model as
+    stored, except that kernels missing for f16/bf16 make it insert casts and compute in f32.
+    For models with low-precision or quantized nodes the optimized graph ORT saves at session
+    creation is read to report what actually ran; f32 models skip that (nothing to lower).
+    """
+
     def __init__(self, model: onnx.ModelProto, device: Device, hint: Hint, provider: str):
         self.device = device
         self.hint = hint
-        self.session = make_session(model, provider)
+        self.provider = provider
+        self.precision_requested = requested_precision(hint)
+        #: what makes two runners time the same thing (hints do not change ORT sessions)
+        self.config = ("ort", provider, INTRA_OP_THREADS)
+        notes: list[str] = []
+        if needs_graph_check(model):
+            with tempfile.TemporaryDirectory(prefix="wb-ort-") as tmp:
+                path = os.path.join(tmp, "optimized.onnx")
+                self.session = make_session(model, provider, session_options(path))
+                ran = _read_executed(path)
+            if ran is None:
+                self.precision_ran = compute_precision(model, provider)
+                notes.append(
+                    "optimized graph unavailable; precision estimated from the stored graph"
+                )
+            else:
+                self.precision_ran = summarize_precisions(
+                    {p: sum(c.values()) for p, c in ran.items()}
+                )
+                notes.extend(_fallback_notes(ran, provider))
+        else:
+            self.session = make_session(model, provider)
+            self.precision_ran = "f32"
         self.input_specs = {i.name: _np_type(i.type) for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.precision_requested = hint.inference_precision or (
-            "f32" if hint.execution_mode == "accuracy" else "default"
-        )
-        self.precision_ran = compute_precision(model, provider)
-        notes = []
-        if hint.inference_precision and hint.inference_precision != self.precision_ran:
+        req = self.precision_requested
+        if req != "default" and req != self.precision_ran:
             notes.append(
-                f"ONNX Runtime runs the model as stored; requested {hint.inference_precision}, "
-                f"ran {self.precision_ran} (convert the model to change it)"
+                f"requested {req}, ran {self.precision_ran}: ONNX Runtime has no "
+                "inference-precision setting; it runs the stored model with the kernels it has "
+                "(compare converted variants instead)"
             )
         self.notes = tuple(notes)
 
     def run_prepared(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, prepared)
+
+
+def _read_executed(path: str) -> dict[str, collections.Counter[str]] | None:
+    try:
+        return executed_precisions(onnx.load(path, load_external_data=False))
+    except Exception:  # unreadable or unwritten optimized graph: reporting never breaks a run
+        return None
+
+
+def _fallback_notes(ran: dict[str, collections.Counter[str]], provider: str) -> list[str]:
+    f32 = ran.get("f32")
+    if not f32:
+        return []
+    lowered = [p for p in ("f16", "bf16", "int8") if p in ran]
+    if not lowered:
+        return [
+            f"{provider} computed every compute node in f32 ({_describe_ops(f32)}): it has no "
+            "kernels for them in the stored precision, so ONNX Runtime inserted casts"
+        ]
+    total = sum(sum(c.values()) for c in ran.values())
+    return [
+        f"{provider} computed {sum(f32.values())} of {total} compute nodes in f32 next to "
+        f"{'/'.join(lowered)} ({_describe_ops(f32)}): no kernel in the lower precision, "
+        "not quantized, or Q/DQ not fused"
+    ]
+
+
+#: ops whose kernel types decide whether a provider really computes in a precision
+_KEY_OPS = ("Conv", "MatMul", "Gemm")
+_INT8_KEY_OPS = ("QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger")
+
+
+def ort_precisions(provider: str = kernels.CPU) -> tuple[str, ...]:
+    """Precisions ``provider`` computes in, from ORT's kernel registry.
+
+    A float precision counts when the provider has a kernel of that type for a key compute op
+    (Conv, MatMul, Gemm); int8 when it has quantized Conv/MatMul kernels. ORT CPU's handful of
+    float16 kernels for other ops does not make it an f16 device.
+    """
+
+    def has(ops: tuple[str, ...], type_str: str | None) -> bool:
+        for op in ops:
+            for k in kernels.kernels(op, "", None, provider):
+                if type_str is None or any(type_str in ts for ts in k.constraints.values()):
+                    return True
+        return False
+
+    found = {
+        name
+        for name, t in (("f32", "float"), ("f16", "float16"), ("bf16", "bfloat16"))
+        if has(_KEY_OPS, f"tensor({t})")
+    }
+    if has(_INT8_KEY_OPS, None):
+        found.add("int8")
+    return sort_precisions(found) or ("f32",)
 
 
 _ORT_TYPES = {

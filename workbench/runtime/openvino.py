@@ -1,0 +1,207 @@
+"""OpenVINO backend: compile the ONNX model with the hint and report the precision that ran.
+
+The hint becomes ``EXECUTION_MODE_HINT`` / ``INFERENCE_PRECISION_HINT`` (resolved with
+:func:`workbench.precision.hints.resolve_hint`). After compiling, the plugin's own choice is
+read back (``compiled_model.get_property``) and the runtime graph's per-layer
+``runtimePrecision`` says what the compute layers actually run in: an f16 request on a CPU
+without f16 arithmetic is reported as the bf16 or f32 the plugin picked, never as f16.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import onnx
+import openvino as ov
+
+from ..errors import UnsupportedError
+from ..precision.hints import Hint, resolve_hint, sort_precisions, summarize_precisions
+from . import Runner
+
+if TYPE_CHECKING:
+    from ..devices.registry import Device
+
+#: same thread count for every compiled model (None = the plugin's default)
+INFERENCE_NUM_THREADS: int | None = None
+
+#: OPTIMIZATION_CAPABILITIES entries that are precisions
+_CAPABILITY_PRECISIONS = {"FP32": "f32", "FP16": "f16", "BF16": "bf16", "INT8": "int8"}
+#: OpenVINO element type names → workbench precision names
+_OV_TYPES = {
+    "f32": "f32",
+    "f16": "f16",
+    "bf16": "bf16",
+    "f64": "f64",
+    "i8": "int8",
+    "u8": "int8",
+    "i4": "int4",
+    "u4": "int4",
+}
+#: runtime-graph layer types that only move or convert data
+_GLUE_LAYERS = {
+    "Input",
+    "Output",
+    "Parameter",
+    "Result",
+    "Const",
+    "Reorder",
+    "Reshape",
+    "Squeeze",
+    "Unsqueeze",
+    "Transpose",
+    "Convert",
+    "Concatenation",
+    "Split",
+    "Gather",
+    "ShapeOf",
+    "StridedSlice",
+    "Broadcast",
+    "FakeQuantize",
+}
+
+
+@functools.cache
+def core() -> ov.Core:
+    """One OpenVINO Core per process (creating one loads every plugin)."""
+    return ov.Core()
+
+
+def _precision_name(t: Any) -> str | None:
+    """'f32' from an ``ov.Type``, the string 'f32'/'bf16', or None for dynamic/undefined."""
+    name = getattr(t, "get_type_name", lambda: str(t))()
+    name = str(name).strip().lower()
+    if name in ("", "dynamic", "undefined"):
+        return None
+    return _OV_TYPES.get(name, name)
+
+
+def device_capabilities(device: str = "CPU") -> tuple[str, ...]:
+    """Precisions the OpenVINO device lists in ``OPTIMIZATION_CAPABILITIES`` (f32, f16, bf16, int8)."""
+    caps = core().get_property(device, "OPTIMIZATION_CAPABILITIES")
+    return sort_precisions({_CAPABILITY_PRECISIONS[c] for c in caps if c in _CAPABILITY_PRECISIONS})
+
+
+def default_precision(device: str = "CPU") -> str:
+    """The device's own inference precision in performance mode (``INFERENCE_PRECISION_HINT``)."""
+    return _precision_name(core().get_property(device, "INFERENCE_PRECISION_HINT")) or "f32"
+
+
+@functools.cache
+def _list_devices() -> tuple[Device, ...]:
+    from ..devices.registry import Device
+
+    out = []
+    c = core()
+    for dev in c.available_devices:
+        precisions = set(device_capabilities(dev))
+        default = default_precision(dev)
+        precisions.add(default)
+        try:
+            full = c.get_property(dev, "FULL_DEVICE_NAME")
+        except RuntimeError:
+            full = dev
+        out.append(
+            Device(
+                name=f"openvino:{dev}",
+                backend="openvino",
+                precisions=sort_precisions(precisions),
+                provider=dev,
+                description=(
+                    f"OpenVINO {ov.__version__.split('-')[0]} {dev} ({full}); "
+                    f"default inference precision {default}"
+                ),
+            )
+        )
+    return tuple(out)
+
+
+def list_devices() -> list[Device]:
+    """OpenVINO devices found on this machine as workbench Devices (``openvino:CPU`` ...)."""
+    return list(_list_devices())
+
+
+def compile_config(hint: Hint, device: Device) -> tuple[dict[str, Any], tuple[str, ...], str]:
+    """Properties to compile with for ``hint`` on ``device``, the plan's notes, and the request."""
+    dev = device.provider or "CPU"
+    plan = resolve_hint(hint, device_capabilities(dev), device.name)
+    config: dict[str, Any] = {
+        "EXECUTION_MODE_HINT": "ACCURACY" if hint.execution_mode == "accuracy" else "PERFORMANCE",
+        # we time one request at a time, like the ORT sessions
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    if plan.inference_precision and hint.execution_mode == "performance":
+        config["INFERENCE_PRECISION_HINT"] = plan.inference_precision
+    supported = core().get_property(dev, "SUPPORTED_PROPERTIES")
+    if not plan.dynamic_quantization and "DYNAMIC_QUANTIZATION_GROUP_SIZE" in supported:
+        config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = 0
+    if INFERENCE_NUM_THREADS and "INFERENCE_NUM_THREADS" in supported:
+        config["INFERENCE_NUM_THREADS"] = INFERENCE_NUM_THREADS
+    return config, plan.notes, plan.precision_requested
+
+
+def runtime_precisions(compiled: ov.CompiledModel) -> dict[str, collections.Counter[str]]:
+    """Precision → Counter of layer types of the compute layers in the compiled runtime graph."""
+    ran: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        layer = info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
+        if layer in _GLUE_LAYERS or "runtimePrecision" not in info:
+            continue
+        p = _precision_name(info["runtimePrecision"].astype(str))
+        if p in ("f32", "f16", "bf16", "f64", "int8", "int4"):
+            ran["int8" if p == "int4" else p][layer] += 1
+    return dict(ran)
+
+
+class OpenVinoRunner(Runner):
+    """An ONNX model compiled by OpenVINO for one device with one hint."""
+
+    def __init__(self, model: onnx.ModelProto, device: Device, hint: Hint):
+        self.device = device
+        self.hint = hint
+        dev = device.provider or "CPU"
+        config, plan_notes, requested = compile_config(hint, device)
+        self.precision_requested = requested
+        #: what makes two runners time the same thing
+        self.config = ("openvino", dev, tuple(sorted((k, str(v)) for k, v in config.items())))
+        try:
+            ov_model = core().read_model(model.SerializeToString(), b"")
+            self.compiled = core().compile_model(ov_model, dev, config)
+        except (RuntimeError, ValueError) as e:
+            raise UnsupportedError(
+                f"OpenVINO {dev} cannot compile model {model.graph.name!r}: {str(e).strip()[:600]}"
+            ) from e
+        self.request = self.compiled.create_infer_request()
+        self.input_specs = {
+            p.get_any_name(): np.dtype(p.get_element_type().to_dtype())
+            for p in self.compiled.inputs
+        }
+        self.output_names = [p.get_any_name() for p in self.compiled.outputs]
+        self.chosen = _precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        ran = runtime_precisions(self.compiled)
+        self.precision_ran = summarize_precisions({p: sum(c.values()) for p, c in ran.items()})
+        self.notes = tuple(plan_notes) + tuple(_notes(requested, self.chosen, self.precision_ran))
+
+    def run_prepared(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
+        res = self.request.infer(prepared)
+        return [np.array(res[p], copy=True) for p in self.compiled.outputs]
+
+    def close(self) -> None:
+        self.request = None
+        self.compiled = None
+
+
+def _notes(requested: str, chosen: str | None, ran: str) -> list[str]:
+    notes = []
+    if requested not in ("default", ran):
+        why = f"the plugin chose inference precision {chosen}" if chosen else "kept model precision"
+        notes.append(f"requested {requested}, ran {ran} ({why})")
+    return notes
+
+
+def open_openvino(model: onnx.ModelProto, device: Device, hint: Hint) -> OpenVinoRunner:
+    """Runner compiling ``model`` with OpenVINO for ``device`` under ``hint``."""
+    return OpenVinoRunner(model, device, hint)
