@@ -83,3 +83,107 @@ def figure_png(fig: Figure, dpi: int = 110) -> bytes:
 def figure_data_uri(fig: Figure, dpi: int = 110) -> str:
     """``data:image/png;base64,...`` for embedding a figure in HTML."""
     return "data:image/png;base64," + base64.b64encode(figure_png(fig, dpi)).decode("ascii")
+
+
+# ----------------------------------------------------------------------------- tradeoff (issue 7)
+
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+
+
+def tradeoff_plot(study, title: str | None = None) -> Figure:
+    """Accuracy vs median latency of a :class:`workbench.explore.Study`.
+
+    One series (color and marker) per precision hint, p10–p90 latency as error bars, points
+    labelled by variant (and device when several), the Pareto front as a dashed line, points
+    whose precision ran ≠ requested ringed in red, simulated devices marked "(sim)", failed
+    variants listed under the axes.
+    """
+    records = list(study.records)
+    ok = [r for r in records if r.ok]
+    several_devices = len({r.device for r in records}) > 1
+    fig = Figure(figsize=(8, 5.2), layout="constrained")
+    ax = fig.subplots()
+    hints = list(dict.fromkeys(r.hint for r in ok))
+    for i, hint in enumerate(hints):
+        pts = [r for r in ok if r.hint == hint]
+        x = [r.latency_ms for r in pts]
+        y = [r.accuracy for r in pts]
+        xerr = [
+            [max(r.latency_ms - r.p10_ms, 0.0) for r in pts],
+            [max(r.p90_ms - r.latency_ms, 0.0) for r in pts],
+        ]
+        ax.errorbar(
+            x,
+            y,
+            xerr=xerr,
+            fmt=_MARKERS[i % len(_MARKERS)],
+            color=PALETTE[i % len(PALETTE)],
+            markersize=7,
+            capsize=3,
+            alpha=0.85,
+            label=f"hint {hint}",
+        )
+    labelled: set[tuple[float, float, str]] = set()
+    for r in ok:
+        text = (
+            r.variant
+            + (f" @{r.device}" if several_devices else "")
+            + (" (sim)" if r.simulated else "")
+        )
+        key = (round(r.latency_ms, 6), round(r.accuracy, 6), text)
+        if key not in labelled:  # hints sharing one measurement: label once
+            labelled.add(key)
+            ax.annotate(
+                _clip(text, 28),
+                (r.latency_ms, r.accuracy),
+                xytext=(5, 4),
+                textcoords="offset points",
+                fontsize=8,
+            )
+    mismatched = [r for r in ok if not r.honoured]
+    if mismatched:
+        ax.scatter(
+            [r.latency_ms for r in mismatched],
+            [r.accuracy for r in mismatched],
+            s=220,
+            facecolors="none",
+            edgecolors=PALETTE[3],
+            linewidths=1.5,
+            label="precision ran ≠ requested",
+        )
+    front = list(study.pareto())
+    if front:
+        ax.plot(
+            [r.latency_ms for r in front],
+            [r.accuracy for r in front],
+            "--",
+            color="#444444",
+            linewidth=1.2,
+            label="Pareto front",
+            zorder=0,
+        )
+    if ok:
+        lat = [r.latency_ms for r in ok]
+        if min(lat) > 0 and max(lat) / min(lat) > 20:
+            ax.set_xscale("log")
+        ax.legend(fontsize=8, loc="lower right")
+    else:
+        ax.text(
+            0.5, 0.5, "no successful measurements", ha="center", va="center", transform=ax.transAxes
+        )
+    failed = sorted({r.variant for r in records if r.error})
+    if failed:
+        ax.text(
+            0.0,
+            -0.16,
+            _clip("failed: " + ", ".join(failed) + " (see study records)", 110),
+            transform=ax.transAxes,
+            fontsize=8,
+            color=PALETTE[3],
+            va="top",
+        )
+    ax.set_xlabel("median latency per run (ms); bars: p10–p90")
+    ax.set_ylabel("accuracy (validation_fn, higher is better)")
+    ax.set_title(title or f"Accuracy vs latency — {getattr(study, 'model_name', '') or 'model'}")
+    ax.grid(alpha=0.3)
+    return fig
