@@ -205,3 +205,21 @@ def external_data_escaping(directory: Path) -> Path:
 # ----------------------------------------------------------------------------- int8 (issue 6)
 
 # ----------------------------------------------------------------------------- devices and partitioning (issue 8)
+
+# ----------------------------------------------------------------------------- widgets and report (issue 9)
+
+HOSTILE = "</script><script>alert(1)</script>"
+HOSTILE_IMG = '<img src=x onerror="window.__pwned=1">'
+
+
+def hostile_names() -> onnx.ModelProto:
+    """The MLP with node, graph and metadata strings that are HTML/JS injections if unescaped."""
+    m = mlp()
+    m.graph.name = HOSTILE_IMG
+    m.graph.node[0].name = HOSTILE
+    m.graph.node[2].name = HOSTILE_IMG
+    m.graph.node[3].name = 'fc2 "quoted" & <b>bold</b>'
+    m.doc_string = HOSTILE
+    helper.set_model_props(m, {"author": HOSTILE, HOSTILE_IMG: "value"})
+    onnx.checker.check_model(m)
+    return m

@@ -127,6 +127,30 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- report
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report", help="write a standalone HTML report from saved results (study.json, …)"
+    )
+    p.add_argument(
+        "results", type=Path, nargs="+", help="JSON files saved by the workbench (e.g. study.json)"
+    )
+    p.add_argument("-o", "--output", type=Path, default=Path("report.html"), help="HTML file")
+    p.add_argument("--model", type=Path, default=None, help="the model, for summary and renders")
+    p.add_argument("--title", default=None, help="page title")
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import load_result, report
+
+    results = [load_result(path) for path in args.results]
+    out = report(results, args.output, model=args.model, title=args.title)
+    print(f"report written to {out.resolve()}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- registry
 
 COMMANDS: list[
@@ -136,6 +160,7 @@ COMMANDS: list[
     (_add_bench, _cmd_bench),
     (_add_devices, _cmd_devices),
     (_add_demo, _cmd_demo),
+    (_add_report, _cmd_report),
 ]
 
 

@@ -1,0 +1,164 @@
+"""HTML report: content, escaping, sanitized SVG, CLI verb, and the page in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import workbench as wb
+from workbench.cli import main
+from workbench.report import cpu_info, render_report, safe_svg
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+# --------------------------------------------------------------------------- browser harness
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Visit:
+    """A page opened on a report, recording console errors, dialogs and network requests."""
+
+    def __init__(self, browser, path: Path):
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.requests: list[str] = []
+        self.page = browser.new_page(viewport={"width": 1200, "height": 900})
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.url = path.resolve().as_uri()
+        self.page.goto(self.url, wait_until="load")
+
+    def check_clean(self) -> None:
+        assert self.errors == [], self.errors
+        assert self.dialogs == [], self.dialogs
+        assert self.page.evaluate("window.__pwned") is None
+        foreign = [u for u in self.requests if u != self.url and not u.startswith("data:")]
+        assert foreign == [], foreign
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def test_safe_svg_drops_active_content_and_prefixes_ids():
+    hostile = (
+        '<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY x "boom">]>'
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        'onload="alert(1)"><defs><clipPath id="c1"><rect width="1" height="1"/></clipPath></defs>'
+        "<script>alert(2)</script><foreignObject><div>x</div></foreignObject>"
+        '<a xlink:href="javascript:alert(3)"><text clip-path="url(#c1)">&lt;/script&gt;</text></a>'
+        '<use xlink:href="#c1"/><image href="http://example.com/x.png"/></svg>'
+    )
+    out = str(safe_svg(hostile, "p"))
+    assert "onload" not in out and "<script" not in out and "foreignObject" not in out
+    assert "javascript:" not in out and "example.com" not in out and "ENTITY" not in out
+    assert 'id="p-c1"' in out and "url(#p-c1)" in out and 'href="#p-c1"' in out
+    assert "&lt;/script&gt;" in out  # text stays character data
+    with pytest.raises(wb.InputError, match="not an SVG"):
+        safe_svg("<html></html>", "p")
+
+
+def test_cpu_info_reads_flags(tmp_path):
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("model name\t: Test CPU 9000\nflags\t\t: fpu avx2 avx512_bf16 sse4_2\n")
+    info = cpu_info(fake)
+    assert info["model"] == "Test CPU 9000"
+    assert info["key_flags"] == ["sse4_2", "avx2", "avx512_bf16"]
+    assert "fpu" in info["flags"]
+
+
+def test_report_needs_something_and_rejects_unknown_types(tmp_path):
+    with pytest.raises(wb.InputError, match="nothing to show"):
+        wb.report(None, tmp_path / "r.html")
+    with pytest.raises(wb.InputError, match="cannot show a set"):
+        wb.report({1, 2}, tmp_path / "r.html")
+    with pytest.raises(wb.InputError, match="directory"):
+        wb.report(wb.inspect(wb.demo.demo_model_path("mlp")), tmp_path)
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_report_shows_only_what_it_gets(demo_cnn):
+    bench = wb.benchmark(demo_cnn, runs=10)
+    text = render_report(bench, model=demo_cnn)
+    ids = re.findall(r'<section id="([^"]+)"', text)
+    assert ids == ["model", "bench", "environment"]
+    assert "digits_cnn" in text and "Conv" in text
+    # environment: versions and this machine's CPU flags from /proc/cpuinfo
+    import onnxruntime
+
+    assert onnxruntime.__version__ in text
+    flags = cpu_info()["key_flags"]
+    if flags:
+        assert " ".join(flags) in text
+    assert "<script>" in text and "http://" not in text.replace("http://www.w3.org", "")
+
+
+# --------------------------------------------------------------------------- in the browser
+
+
+@pytest.mark.browser
+def test_hostile_names_render_as_text_in_chromium(browser, tmodels, tmp_path, artifacts):
+    model = tmodels.hostile_names()
+    path = wb.report(wb.inspect(model), tmp_path / "hostile.html", model=model)
+    raw = path.read_text()
+    assert tmodels.HOSTILE not in raw and tmodels.HOSTILE_IMG not in raw
+    v = Visit(browser, path)
+    body = v.page.inner_text("body")
+    # the strings are shown literally, as text
+    assert tmodels.HOSTILE in body and tmodels.HOSTILE_IMG in body
+    assert v.page.locator("img").count() == 0
+    assert v.page.locator("script").count() == 1  # only the report's own sorter
+    v.page.screenshot(path=str(artifacts / "report_hostile.png"), full_page=True)
+    v.check_clean()
+
+
+@pytest.mark.browser
+def test_report_tables_sort_and_print(browser, demo_cnn, tmp_path, artifacts):
+    benches = [wb.benchmark(demo_cnn, runs=n, hint=h) for n, h in ((5, "accuracy"), (8, None))]
+    path = wb.report(benches, tmp_path / "bench.html", model=demo_cnn)
+    v = Visit(browser, path)
+    runs = v.page.locator("#bench tbody tr td:nth-child(8)")
+    assert runs.all_inner_texts() == ["5", "8"]
+    header = v.page.locator("#bench th", has_text="runs")
+    header.click()
+    header.click()  # second click: descending
+    assert runs.all_inner_texts() == ["8", "5"]
+    assert header.get_attribute("aria-sort") == "descending"
+    v.page.emulate_media(media="print")
+    assert v.page.locator("nav").is_hidden()
+    v.check_clean()
+
+
+def test_cli_report_from_result_json(tmp_path, capsys, demo_cnn):
+    src = tmp_path / "bench.json"
+    wb.benchmark(demo_cnn, runs=5).to_json(src)
+    out = tmp_path / "r.html"
+    assert main(["report", str(src), "-o", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    assert 'id="bench"' in out.read_text()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"hello": 1}))
+    assert main(["report", str(bad), "-o", str(out)]) == 2
+    assert "bad.json" in capsys.readouterr().err

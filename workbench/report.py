@@ -1,0 +1,976 @@
+"""Single-file HTML report: ``report(study_or_results, "report.html")``.
+
+Everything is inline (CSS, SVG figures, a few lines of JS that sort tables), so the file works
+offline, can be mailed around and prints well. A Content-Security-Policy in the page allows no
+network access at all and only the report's own script (by hash). User-controlled strings
+(node, file, variant and device names, metadata) reach the page only through Jinja2 with
+autoescaping on, or inside SVG that is re-serialized by an XML writer after dropping scripts,
+event handlers and external links.
+
+Sections appear only for what is given: a Study (variants table, tradeoff plot per hint, Pareto
+front), a MixedPrecisionResult, an AccuracyControlResult, an Affinity, a PartitionedModel and its
+profile, a ModelSummary (or ``model=`` to inspect), BenchResults, and any other Result as a
+plain table.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as _dt
+import hashlib
+import importlib.metadata
+import math
+import os
+import platform
+import re
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+from markupsafe import Markup
+
+from .errors import InputError, WorkbenchError
+from .results import Result, html_table
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+#: precision-relevant CPU flags shown first (the full list sits in a collapsed block)
+KEY_CPU_FLAGS = (
+    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+    "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16",
+    "asimd", "asimdhp", "fphp", "bf16", "i8mm", "sve", "sve2",
+)  # fmt: skip
+
+#: figures whose SVG is larger than this are embedded as PNG instead (keeps the file small)
+MAX_SVG_BYTES = 1_500_000
+
+_SVG_NS = "http://www.w3.org/2000/svg"
+_XLINK_NS = "http://www.w3.org/1999/xlink"
+ET.register_namespace("", _SVG_NS)
+ET.register_namespace("xlink", _XLINK_NS)
+_DROP_TAGS = {"script", "foreignObject", "iframe", "object", "embed", "audio", "video", "image"}
+
+
+# --------------------------------------------------------------------------- blocks & sections
+
+
+@dataclass
+class Block:
+    """One piece of a section: ``text`` (escaped), ``table``, ``figure`` or ``html`` (trusted)."""
+
+    kind: str
+    text: str = ""
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    row_classes: list[str] = field(default_factory=list)
+    caption: str = ""
+    svg: Markup | None = None
+    png: str = ""
+    html: Markup | None = None
+    klass: str = ""
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+    lead: str = ""
+
+    def text(self, text: str, klass: str = "") -> None:
+        self.blocks.append(Block("text", text=text, klass=klass))
+
+    def table(
+        self,
+        columns: list[str],
+        rows: list[list[Any]],
+        caption: str = "",
+        row_classes: list[str] | None = None,
+    ) -> None:
+        self.blocks.append(
+            Block(
+                "table",
+                columns=list(columns),
+                rows=[[_fmt(v) for v in r] for r in rows],
+                row_classes=list(row_classes or [""] * len(rows)),
+                caption=caption,
+            )
+        )
+
+    def figure(self, fig_or_svg: Any, caption: str, prefix: str) -> None:
+        self.blocks.append(figure_block(fig_or_svg, caption, prefix))
+
+
+def _fmt(value: Any) -> str:
+    """Cell text: floats to 4 significant digits, None empty, sequences joined."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ", ".join(_fmt(v) for v in value)
+    if isinstance(value, Mapping):
+        return "; ".join(f"{k}: {_fmt(v)}" for k, v in value.items())
+    return str(value)
+
+
+# --------------------------------------------------------------------------- SVG embedding
+
+
+def safe_svg(svg: str | bytes, prefix: str = "f") -> Markup:
+    """SVG markup safe to inline in HTML.
+
+    Parses the SVG as XML (the prologue and any DOCTYPE are cut off first, so no entities can be
+    declared), removes scripts, foreign content, event handlers and non-local links, prefixes
+    every id with ``prefix`` (several figures in one page must not share ids), and serializes it
+    again — so text such as a hostile node name can only ever be character data.
+    """
+    text = svg.decode("utf-8") if isinstance(svg, bytes) else svg
+    start = text.find("<svg")
+    if start < 0:
+        raise InputError("not an SVG document (no <svg> element); render with format='svg'")
+    try:
+        root = ET.fromstring(text[start:])
+    except ET.ParseError as e:
+        raise InputError(f"cannot embed SVG: it is not well-formed XML ({e})") from e
+    ids: dict[str, str] = {}
+    for el in root.iter():
+        if "id" in el.attrib:
+            ids[el.attrib["id"]] = f"{prefix}-{el.attrib['id']}"
+    _clean_svg(root, ids)
+    return Markup(ET.tostring(root, encoding="unicode"))
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _clean_svg(el: ET.Element, ids: dict[str, str]) -> None:
+    for child in list(el):
+        if not isinstance(child.tag, str) or _local(child.tag) in _DROP_TAGS:
+            el.remove(child)
+        else:
+            _clean_svg(child, ids)
+    for key in list(el.attrib):
+        name = _local(key).lower()
+        value = el.attrib[key]
+        if name.startswith("on"):
+            del el.attrib[key]
+        elif name == "href":
+            if value.startswith("#") and value[1:] in ids:
+                el.attrib[key] = "#" + ids[value[1:]]
+            else:  # graphviz URL= attributes or anything external: never a live link
+                del el.attrib[key]
+        elif name == "id":
+            el.attrib[key] = ids[value]
+        elif "url(" in value:
+            el.attrib[key] = re.sub(
+                r"url\(#([^)]+)\)", lambda m: f"url(#{ids.get(m.group(1), m.group(1))})", value
+            )
+            if re.search(r"url\((?!#)", el.attrib[key]):
+                del el.attrib[key]
+
+
+def figure_block(fig_or_svg: Any, caption: str, prefix: str) -> Block:
+    """A figure block from a matplotlib Figure or SVG text/bytes (sanitized, ids prefixed)."""
+    from .viz.plots import figure_data_uri, figure_svg
+
+    if isinstance(fig_or_svg, (str, bytes)):
+        return Block("figure", svg=safe_svg(fig_or_svg, prefix), caption=caption)
+    svg = figure_svg(fig_or_svg)
+    if len(svg) > MAX_SVG_BYTES:
+        block = Block("figure", png=figure_data_uri(fig_or_svg), caption=caption)
+    else:
+        block = Block("figure", svg=safe_svg(svg, prefix), caption=caption)
+    _close(fig_or_svg)
+    return block
+
+
+def _close(fig: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def cpu_info(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> dict[str, Any]:
+    """CPU model name and flags (from /proc/cpuinfo on Linux; ``platform`` elsewhere)."""
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and value.strip():
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = sorted(value.split())
+    return {
+        "model": model,
+        "cores": os.cpu_count() or 1,
+        "flags": flags,
+        "key_flags": [f for f in KEY_CPU_FLAGS if f in flags],
+    }
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def environment_info() -> dict[str, Any]:
+    """Versions (Python, workbench, onnx, onnxruntime, openvino, …), platform and CPU flags."""
+    from . import __version__
+
+    versions = {
+        "python": sys.version.split()[0],
+        "precision-workbench": __version__,
+        "onnx": onnx.__version__,
+    }
+    for dist in ("onnxruntime", "onnx-ir", "openvino", "numpy", "matplotlib", "jinja2"):
+        v = _version(dist)
+        versions[dist] = v if v else "not installed"
+    try:
+        import onnxruntime as ort
+
+        providers = ort.get_available_providers()
+    except Exception:  # report must still render without a working ORT
+        providers = []
+    return {
+        "versions": versions,
+        "platform": platform.platform(),
+        "cpu": cpu_info(),
+        "ort_providers": providers,
+        "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+# --------------------------------------------------------------------------- classify inputs
+
+
+def _kind(obj: Any) -> str:
+    """Section kind of a report input, by class name (so optional modules need not import)."""
+    if isinstance(obj, onnx.ModelProto):
+        return "model"
+    if isinstance(obj, (str, os.PathLike)) and str(obj).endswith(".onnx"):
+        return "model"
+    for cls in type(obj).__mro__:
+        kind = _KINDS.get(cls.__name__)
+        if kind:
+            return kind
+    if isinstance(obj, Result):
+        return "result"
+    raise InputError(
+        f"report() cannot show a {type(obj).__name__}; give a Study, results of the workbench "
+        "(MixedPrecisionResult, AccuracyControlResult, Affinity, PartitionedModel, BenchResult, "
+        "ModelSummary, …) or a model"
+    )
+
+
+_KINDS = {
+    "Study": "study",
+    "ModelSummary": "summary",
+    "MixedPrecisionResult": "mixed",
+    "AccuracyControlResult": "accuracy_control",
+    "Float16Result": "float16",
+    "Affinity": "affinity",
+    "PartitionedModel": "partitioned",
+    "PartitionProfile": "profile",
+    "SubgraphProfile": "profile",
+    "ProfileResult": "profile",
+    "BenchResult": "bench",
+    "CapabilityReport": "capability",
+}
+
+
+def _flatten(obj: Any) -> list[Any]:
+    if obj is None:
+        return []
+    if isinstance(obj, (list, tuple)):
+        return [x for item in obj for x in _flatten(item)]
+    if isinstance(obj, Mapping) and not isinstance(obj, Result):
+        return [x for item in obj.values() for x in _flatten(item)]
+    return [obj]
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _as_row(rec: Any) -> dict[str, Any]:
+    if isinstance(rec, Mapping):
+        return dict(rec)
+    if isinstance(rec, Result):
+        return dict(rec._fields())
+    return dict(vars(rec))
+
+
+# --------------------------------------------------------------------------- section builders
+
+
+class _Builder:
+    """Collects sections; one method per input kind."""
+
+    def __init__(self, model: onnx.ModelProto | None):
+        self.model = model
+        self.sections: list[Section] = []
+        self.warnings: list[str] = []
+        self._n = 0
+
+    def prefix(self) -> str:
+        self._n += 1
+        return f"fig{self._n}"
+
+    def section(self, id_: str, title: str, lead: str = "") -> Section:
+        existing = sum(1 for s in self.sections if s.id.startswith(id_))
+        s = Section(f"{id_}-{existing + 1}" if existing else id_, title, lead=lead)
+        self.sections.append(s)
+        return s
+
+    def guarded(self, what: str, fn: Callable[[], None]) -> None:
+        """Run one section builder; a failing optional part becomes a visible note, not a crash."""
+        try:
+            fn()
+        except (WorkbenchError, ModuleNotFoundError) as e:
+            self.warnings.append(f"{what}: {describe(e)}")
+
+    # -- model
+    def summary(self, summary: Any) -> None:
+        s = self.section("model", "Model")
+        rows = summary.summary_rows()
+        s.table(["field", "value"], [[r["field"], r["value"]] for r in rows])
+        meta = _get(summary, "metadata") or {}
+        if meta:
+            s.table(["key", "value"], [[k, v] for k, v in meta.items()], caption="Metadata")
+
+    # -- study
+    def study(self, study: Any) -> None:
+        s = self.section(
+            "study",
+            "Variants",
+            lead="Every (variant, device, hint) measured. Requested and executed precision are "
+            "shown side by side; a hint that was not honoured is highlighted, and simulated "
+            "devices (profiles executed on the CPU) are marked.",
+        )
+        t = variants_table(study)
+        if t["pareto_error"]:
+            self.warnings.append(f"Pareto front: {t['pareto_error']}")
+        if not t["rows"]:
+            s.text("The study has no records.", "note")
+            return
+        s.table(t["columns"], t["rows"], row_classes=t["classes"])
+        mismatches = sum("mismatch" in c for c in t["classes"])
+        if mismatches:
+            s.text(
+                f"{mismatches} record(s) ran at a different precision than requested "
+                "(highlighted): the device did not honour the hint.",
+                "warn",
+            )
+        errors = sum("error" in c.split() for c in t["classes"])
+        if errors:
+            s.text(f"{errors} record(s) failed to build or run; the error is in the last column.")
+        self.tradeoff(study, t["records"])
+        if t["front"]:
+            p = self.section(
+                "pareto",
+                "Pareto front",
+                lead="Records no other record beats on both accuracy (higher) and median latency "
+                "(lower).",
+            )
+            p.table(
+                ["variant", "device", "hint", "ran", "accuracy", "median ms", "size KiB"],
+                [
+                    [
+                        r.get("variant"),
+                        _device_label(r),
+                        r.get("hint"),
+                        r.get("precision_ran"),
+                        r.get("accuracy"),
+                        r.get("latency_ms"),
+                        _kib(r.get("model_bytes")),
+                    ]
+                    for r in sorted(t["front"], key=lambda r: r.get("latency_ms") or 0.0)
+                ],
+            )
+
+    def tradeoff(self, study: Any, records: list[dict[str, Any]]) -> None:
+        from .viz import plots
+
+        plot = getattr(plots, "tradeoff_plot", None)
+        s = self.section(
+            "tradeoff",
+            "Accuracy vs latency",
+            lead="One plot per execution hint; the Pareto front is drawn, points are labelled by "
+            "variant, and points whose hint was not honoured are marked.",
+        )
+        if plot is None:
+            s.text("tradeoff_plot is not available in this version of the workbench.", "note")
+            return
+        hints = list(dict.fromkeys(str(r.get("hint")) for r in records if not r.get("error")))
+        if len(hints) > 1:
+            figs = [(plot(study_for_hint(study, h)), f"hint {h}") for h in hints]
+            figs.append((plot(study), "all hints together"))
+        else:
+            figs = [(plot(study), f"hint {hints[0]}" if hints else "")]
+        for fig, caption in figs:
+            s.figure(fig, caption, self.prefix())
+
+    # -- precision results
+    def float16(self, res: Any) -> None:
+        s = self.section("float16", "Float16 conversion")
+        kept = _get(res, "kept_float") or {}
+        s.text(
+            f"{len(kept)} node(s) kept in float32; {_get(res, 'casts_inserted', '?')} cast(s) "
+            "inserted."
+        )
+        if kept:
+            s.table(["node", "reason"], [[k, v] for k, v in kept.items()])
+
+    def mixed(self, res: Any) -> None:
+        s = self.section(
+            "mixed",
+            "Automatic mixed precision",
+            lead="Nodes whose values overflow or flush to zero in low precision are kept in "
+            "float32 up front; the rest are ranked by their measured contribution to output error "
+            "and a search decides how many of the most sensitive ones stay float.",
+        )
+        frac = _get(res, "converted_fraction")
+        evals = _get(res, "evaluations")
+        kept = _get(res, "kept_float") or {}
+        parts = []
+        if isinstance(frac, (int, float)):
+            parts.append(f"{frac:.0%} of the float-computing nodes run in low precision")
+        parts.append(f"{len(kept)} node(s) kept in float32")
+        if evals is not None:
+            parts.append(f"{evals} full-model evaluation(s) spent")
+        s.text("; ".join(parts) + ".")
+        max_err = _get(res, "max_error")
+        if isinstance(max_err, Mapping) and max_err:
+            s.table(["output", "max error vs float32"], [[k, v] for k, v in max_err.items()])
+        if kept:
+            rows = []
+            for node, why in kept.items():
+                if isinstance(why, Mapping):
+                    rows.append([node, why.get("reason", ""), why.get("error", why.get("value"))])
+                elif isinstance(why, (list, tuple)):
+                    rows.append([node, *list(why)[:2]] + [""] * (2 - len(why[:2])))
+                else:
+                    rows.append([node, why, ""])
+            s.table(["node kept float32", "reason", "measured"], rows, caption="Kept in float32")
+        history = _get(res, "history") or ()
+        if history:
+            hrows = [_as_row(h) if not isinstance(h, (list, tuple)) else h for h in history]
+            if hrows and isinstance(hrows[0], dict):
+                cols = list(dict.fromkeys(k for h in hrows for k in h))
+                s.table(cols, [[h.get(c) for c in cols] for h in hrows], caption="Search history")
+        fig = _plot_for(res, ("sensitivity_plot", "plot"))
+        if fig is not None:
+            s.figure(
+                fig,
+                "Most sensitive nodes (measured error when run in low precision)",
+                self.prefix(),
+            )
+
+    def accuracy_control(self, res: Any) -> None:
+        s = self.section(
+            "accuracy-control",
+            "int8 with accuracy control",
+            lead="The float baseline is measured, every quantizable op is quantized, and if the "
+            "drop exceeds the limit the ops with the largest measured impact are reverted to "
+            "float — as few as needed.",
+        )
+        base, quant, final = (
+            _get(res, k) for k in ("baseline_metric", "quantized_metric", "final_metric")
+        )
+        s.table(
+            ["float baseline", "all int8", "final", "drop", "evaluations", "seconds"],
+            [
+                [
+                    base,
+                    quant,
+                    final,
+                    _get(res, "drop"),
+                    _get(res, "evaluations"),
+                    _get(res, "seconds"),
+                ]
+            ],
+        )
+        reverted = _get(res, "reverted_nodes") or ()
+        if isinstance(reverted, Mapping):
+            rrows = [[k, v] for k, v in reverted.items()]
+        else:
+            rrows = [list(r) if isinstance(r, (list, tuple)) else [r, ""] for r in reverted]
+        if rrows:
+            s.table(["reverted to float", "measured gain"], rrows, caption="Reverted ops, in order")
+        else:
+            s.text("No op had to be reverted: the fully quantized model meets the limit.")
+        ranking = _get(res, "ranking") or {}
+        if isinstance(ranking, Mapping) and ranking:
+            from .viz.plots import ranking_plot
+
+            names = {str(r[0]) for r in rrows}
+            vals = {
+                str(k): float(v) if not isinstance(v, Mapping) else float(next(iter(v.values())))
+                for k, v in ranking.items()
+            }
+            fig = ranking_plot(
+                vals,
+                "Impact of quantizing each op on the metric",
+                "metric impact",
+                highlight=names,
+                highlight_label="reverted",
+            )
+            s.figure(fig, "Ops ranked by measured impact; reverted ones in red", self.prefix())
+
+    # -- devices
+    def affinity(self, aff: Any) -> None:
+        s = self.section(
+            "affinity",
+            "Device affinity",
+            lead="Which device each node is assigned to. Simulated devices are device profiles "
+            "executed on the CPU.",
+        )
+        assignments = _get(aff, "assignments") or {}
+        counts: dict[str, int] = {}
+        for dev in assignments.values():
+            counts[str(dev)] = counts.get(str(dev), 0) + 1
+        mode = _get(aff, "mode")
+        s.text(
+            f"{len(assignments)} node(s) over {len(counts)} device(s)"
+            + (f", mode {mode}" if mode else "")
+            + "."
+        )
+        if counts:
+            s.table(["device", "nodes"], sorted(counts.items(), key=lambda kv: -kv[1]))
+        if self.model is None:
+            s.text("Pass model= to report() to include the affinity graph.", "note")
+            return
+        from .viz.graphs import affinity_dot, render
+
+        s.figure(
+            render(affinity_dot(self.model, aff), format="svg"),
+            "Nodes colored by device",
+            self.prefix(),
+        )
+
+    def partitioned(self, part: Any) -> None:
+        s = self.section(
+            "subgraphs",
+            "Subgraphs",
+            lead="Same-device regions merged wherever no cycle results; each subgraph runs in one "
+            "session on its device, with boundary tensors copied between them.",
+        )
+        subs = _get(part, "subgraphs") or ()
+        rows = []
+        for i, sg in enumerate(subs):
+            rows.append(
+                [
+                    _get(sg, "name", i),
+                    _get(sg, "device"),
+                    len(_get(sg, "nodes") or ()),
+                    ", ".join(map(str, _get(sg, "inputs") or ())),
+                    ", ".join(map(str, _get(sg, "outputs") or ())),
+                    _get(sg, "boundary_bytes"),
+                ]
+            )
+        s.table(["subgraph", "device", "nodes", "inputs", "outputs", "boundary bytes"], rows)
+        from .viz.graphs import render, subgraphs_dot
+
+        s.figure(
+            render(subgraphs_dot(part), format="svg"), "One cluster per subgraph", self.prefix()
+        )
+
+    def profile(self, prof: Any) -> None:
+        s = self.section("profile", "Per-subgraph timings")
+        rows_src = _get(prof, "rows") or _get(prof, "subgraphs") or _get(prof, "records") or ()
+        rows = [_as_row(r) for r in rows_src]
+        if rows:
+            cols = list(dict.fromkeys(k for r in rows for k in r))
+            s.table(cols, [[r.get(c) for c in cols] for r in rows])
+        else:
+            s.table(["field", "value"], [[r["field"], r["value"]] for r in prof.summary_rows()])
+        fig = _plot_for(prof, ("plot", "bar_plot"))
+        if fig is not None:
+            s.figure(fig, "Time per subgraph", self.prefix())
+
+    def bench(self, benches: list[Any]) -> None:
+        s = self.section("bench", "Benchmarks")
+        s.table(
+            [
+                "device",
+                "hint",
+                "requested",
+                "ran",
+                "median ms",
+                "p10 ms",
+                "p90 ms",
+                "runs",
+                "items/s",
+                "notes",
+            ],
+            [
+                [
+                    b.device + (" (simulated)" if b.simulated else ""),
+                    b.hint,
+                    b.precision_requested,
+                    b.precision_ran,
+                    b.median_ms,
+                    b.p10_ms,
+                    b.p90_ms,
+                    b.runs,
+                    b.throughput,
+                    "; ".join(b.notes),
+                ]
+                for b in benches
+            ],
+            row_classes=[
+                "mismatch" if b.precision_requested != b.precision_ran else "" for b in benches
+            ],
+        )
+
+    def capability(self, rep: Any) -> None:
+        s = self.section("capability", f"Capability on {_get(rep, 'device', 'device')}")
+        s.blocks.append(Block("html", html=Markup(rep._repr_html_())))
+
+    def result(self, res: Result) -> None:
+        s = self.section("result", type(res).__name__)
+        s.blocks.append(Block("html", html=Markup(html_table(res.summary_rows()))))
+
+
+VARIANT_COLUMNS = [
+    "variant", "device", "hint", "requested", "ran", "accuracy", "drop",
+    "median ms", "p90 ms", "size KiB", "build s", "Pareto", "error / notes",
+]  # fmt: skip
+
+
+def _device_label(r: Mapping[str, Any]) -> str:
+    return str(r.get("device", "")) + (" (simulated)" if r.get("simulated") else "")
+
+
+def variants_table(study: Any) -> dict[str, Any]:
+    """Rows of a Study for tables (report and widgets): one per record, Pareto members starred.
+
+    Returns ``columns``, ``rows`` (cell values), ``classes`` (per row: ``error``, ``mismatch``
+    when the precision that ran differs from the requested one, ``simulated``, ``pareto``),
+    ``records`` (as dicts), ``front`` (Pareto records) and ``pareto_error``.
+    """
+    records = [_as_row(r) for r in _get(study, "records", ())]
+    front: list[dict[str, Any]] = []
+    pareto_error = ""
+    try:
+        result = study.pareto()
+        front = [_as_row(r) for r in _get(result, "records", result)]
+    except Exception as e:  # a study without a usable pareto() still gets its table
+        pareto_error = describe(e)
+    keys = {_record_key(r) for r in front}
+    baseline = _baseline_accuracy(records)
+    rows, classes = [], []
+    for r in records:
+        acc, err = r.get("accuracy"), r.get("error")
+        drop = baseline - acc if isinstance(acc, (int, float)) and baseline is not None else None
+        req, ran = r.get("precision_requested"), r.get("precision_ran")
+        star = _record_key(r) in keys
+        rows.append(
+            [
+                r.get("variant"), _device_label(r), r.get("hint"), req, ran,
+                None if err else acc, None if err else drop,
+                None if err else r.get("latency_ms"), None if err else r.get("p90_ms"),
+                _kib(r.get("model_bytes")), r.get("build_seconds"), "★" if star else "",
+                err or "; ".join(r.get("notes") or ()),
+            ]
+        )  # fmt: skip
+        cls = ["error"] if err else []
+        if req and ran and req != ran and not err:
+            cls.append("mismatch")
+        if r.get("simulated"):
+            cls.append("simulated")
+        if star:
+            cls.append("pareto")
+        classes.append(" ".join(cls))
+    return {
+        "columns": list(VARIANT_COLUMNS),
+        "rows": rows,
+        "classes": classes,
+        "records": records,
+        "front": front,
+        "pareto_error": pareto_error,
+    }
+
+
+def describe(exc: BaseException) -> str:
+    """One readable line for an exception (workbench errors carry their own advice)."""
+    if isinstance(exc, WorkbenchError):
+        return str(exc)
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").startswith("workbench."):
+        return f"{exc.name} is not available in this version of the workbench"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _plot_for(res: Any, methods: Iterable[str]) -> Any:
+    for name in methods:
+        fn = getattr(res, name, None)
+        if callable(fn):
+            return fn()
+    return None
+
+
+def _kib(n: Any) -> Any:
+    return n / 1024 if isinstance(n, (int, float)) else n
+
+
+def _record_key(r: Mapping[str, Any]) -> tuple[str, str, str]:
+    return (str(r.get("variant")), str(r.get("device")), str(r.get("hint")))
+
+
+def _baseline_accuracy(records: list[dict[str, Any]]) -> float | None:
+    """Accuracy of the f32 variant (best over devices/hints): the reference for drops."""
+    vals = [
+        r["accuracy"]
+        for r in records
+        if str(r.get("variant")) in ("f32", "fp32", "float32")
+        and isinstance(r.get("accuracy"), (int, float))
+        and not r.get("error")
+    ]
+    return max(vals) if vals else None
+
+
+def study_for_hint(study: Any, hint: str) -> Any:
+    """The study restricted to one hint (a Study of the same class when it can be rebuilt)."""
+    import dataclasses
+
+    records = tuple(r for r in study.records if str(_get(r, "hint")) == hint)
+    if dataclasses.is_dataclass(study):
+        return dataclasses.replace(study, records=records)
+    return type(study)(records=records)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+#: modules defining result types a saved JSON file may hold (imported on demand)
+_RESULT_MODULES = (
+    "workbench.explore",
+    "workbench.precision.mixed",
+    "workbench.precision.accuracy_control",
+    "workbench.precision.float16",
+    "workbench.devices.affinity",
+    "workbench.devices.partition",
+    "workbench.devices.capability",
+    "workbench.runtime",
+    "workbench.model",
+)
+
+
+def load_result(path: str | os.PathLike[str]) -> Any:
+    """Read a result saved with ``to_json`` (Study, MixedPrecisionResult, BenchResult, …).
+
+    The type is recognised from the file's fields: the result class whose fields include every
+    key of the file and whose required fields are all present.
+    """
+    import dataclasses
+    import importlib
+    import json
+
+    from .results import _REGISTRY
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"result file not found: {str(p)!r}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{str(p)!r} is not a JSON result file: {e}") from e
+    if not isinstance(data, dict):
+        raise InputError(f"{str(p)!r} does not hold a workbench result (expected a JSON object)")
+    for mod in _RESULT_MODULES:
+        # features not installed (or not written yet) simply aren't candidates
+        with contextlib.suppress(ImportError):
+            importlib.import_module(mod)
+    keys = set(data) - {"__result__"}
+    for name, cls in _REGISTRY.items():
+        if "__result__" in data and data["__result__"] != name:
+            continue
+        fields = dataclasses.fields(cls)
+        required = {
+            f.name
+            for f in fields
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        }
+        if keys and keys <= {f.name for f in fields} and required <= keys:
+            return cls.from_dict({k: v for k, v in data.items() if k != "__result__"})
+    raise InputError(
+        f"{str(p)!r} is not a saved workbench result (fields: {', '.join(sorted(keys)) or 'none'}); "
+        "save one with result.to_json(path) or `workbench explore ... -o study.json`"
+    )
+
+
+# --------------------------------------------------------------------------- rendering
+
+_SORT_JS = """
+document.querySelectorAll("table.sortable th").forEach(function (th) {
+  th.addEventListener("click", function () {
+    var table = th.closest("table"), body = table.tBodies[0];
+    var col = Array.prototype.indexOf.call(th.parentNode.children, th);
+    var asc = th.getAttribute("aria-sort") !== "ascending";
+    table.querySelectorAll("th").forEach(function (h) { h.removeAttribute("aria-sort"); });
+    th.setAttribute("aria-sort", asc ? "ascending" : "descending");
+    var key = function (tr) {
+      var t = tr.children[col] ? tr.children[col].textContent.trim() : "";
+      var n = parseFloat(t.replace(/[, ]/g, ""));
+      return isNaN(n) || !/^[-+]?[0-9.]/.test(t) ? t.toLowerCase() : n;
+    };
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = key(a), y = key(b), c;
+      if (typeof x === typeof y) { c = x < y ? -1 : x > y ? 1 : 0; }
+      else { c = typeof x === "number" ? -1 : 1; }
+      return asc ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+
+def _environment():  # noqa: ANN202 - jinja2 Environment
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,  # every {{ value }} is HTML-escaped unless it is Markup we built
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env
+
+
+def render_report(
+    study_or_results: Any = None,
+    *,
+    model: onnx.ModelProto | str | os.PathLike[str] | None = None,
+    title: str | None = None,
+    results: Iterable[Any] = (),
+    environment: bool = True,
+    **extras: Any,
+) -> str:
+    """The report's HTML text (see :func:`report`)."""
+    from .model import inspect, load_model
+
+    items = _flatten(study_or_results) + _flatten(list(results)) + _flatten(list(extras.values()))
+    proto = None
+    grouped: dict[str, list[Any]] = {}
+    for obj in items:
+        kind = _kind(obj)
+        if kind == "model":
+            if model is None:
+                model = obj
+            continue
+        grouped.setdefault(kind, []).append(obj)
+    if model is not None:
+        proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
+    if not grouped and proto is None:
+        raise InputError(
+            "report() got nothing to show; pass a Study (from explore) and/or results and model="
+        )
+    b = _Builder(proto)
+    if "summary" not in grouped and proto is not None:
+        grouped["summary"] = [inspect(proto)]
+    order = (
+        "summary", "study", "float16", "mixed", "accuracy_control", "bench", "capability",
+        "affinity", "partitioned", "profile", "result",
+    )  # fmt: skip
+    for kind in order:
+        objs = grouped.get(kind, [])
+        if kind == "bench" and objs:
+            b.guarded("benchmarks", lambda objs=objs: b.bench(objs))
+            continue
+        for obj in objs:
+            b.guarded(kind, lambda obj=obj, kind=kind: getattr(b, kind)(obj))
+    env_info = environment_info() if environment else None
+    if title is None:
+        name = proto.graph.name if proto is not None and proto.graph.name else None
+        title = f"Precision report — {name}" if name else "Precision report"
+    js = _SORT_JS.strip()
+    digest = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii")
+    csp = (
+        "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+        f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'"
+    )
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            title=title,
+            sections=b.sections,
+            warnings=b.warnings,
+            env=env_info,
+            css=Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
+            js=Markup(js),
+            csp=csp,
+        )
+    )
+
+
+def report(
+    study_or_results: Any = None,
+    path: str | os.PathLike[str] = "report.html",
+    *,
+    model: onnx.ModelProto | str | os.PathLike[str] | None = None,
+    title: str | None = None,
+    results: Iterable[Any] = (),
+    mixed: Any = None,
+    accuracy_control: Any = None,
+    affinity: Any = None,
+    partitioned: Any = None,
+    profile: Any = None,
+    environment: bool = True,
+) -> Path:
+    """Write a single self-contained HTML report and return its path.
+
+    ``study_or_results`` is a Study, any workbench result, or a list of them; the keyword
+    arguments add more (``mixed=MixedPrecisionResult``, ``accuracy_control=``,
+    ``affinity=`` (renders need ``model=``), ``partitioned=``, ``profile=``). Sections appear
+    only for what is given. The file has no network dependencies and is written atomically.
+    """
+    from .model import atomic_write_bytes
+
+    text = render_report(
+        study_or_results,
+        model=model,
+        title=title,
+        results=results,
+        environment=environment,
+        mixed=mixed,
+        accuracy_control=accuracy_control,
+        affinity=affinity,
+        partitioned=partitioned,
+        profile=profile,
+    )
+    out = Path(path)
+    if out.is_dir():
+        raise InputError(f"{str(out)!r} is a directory; give a file name such as report.html")
+    atomic_write_bytes(out, text.encode("utf-8"))
+    return out
+
+
+from ._callable import make_module_callable  # noqa: E402
+
+make_module_callable(__name__, "workbench.report:report")

@@ -1,0 +1,544 @@
+"""Panels of the notebook app, each usable on its own.
+
+Every panel holds plain state (the values of its controls, the last result) and calls the
+public API (``workbench.convert_float16``, ``explore``, ``affinity``, ``report`` …); nothing here
+decides anything about models.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+import onnx
+
+import workbench as wb
+
+from ..errors import AccuracyNotReachedError, InputError
+from ..progress import task
+from ._base import (
+    STYLE,
+    JobControls,
+    error_html,
+    figure_html,
+    not_reached_html,
+    note_html,
+    svg_html,
+    table_html,
+)
+
+HINTS = ("performance", "accuracy", "performance/f16", "performance/bf16")
+VARIANTS = ("f32", "f16", "bf16", "mixed", "int8", "int8-ac")
+_ids = itertools.count(1)
+
+
+def _prefix(kind: str) -> str:
+    """Unique id prefix for SVGs (several views may sit in one notebook page)."""
+    return f"wb{kind}{next(_ids)}"
+
+
+def _device_names() -> list[str]:
+    return [d.name for d in wb.devices()]
+
+
+def _label(text: str, width: str = "130px") -> widgets.Label:
+    return widgets.Label(text, layout=widgets.Layout(width=width))
+
+
+def _row(label: str, control: widgets.Widget) -> widgets.HBox:
+    return widgets.HBox([_label(label), control])
+
+
+def _first_feeds(model: onnx.ModelProto, dataset: Any) -> dict[str, Any]:
+    if dataset is not None:
+        return next(iter(dataset.feeds()))
+    return next(iter(wb.random_dataset(model, n=1).feeds()))
+
+
+# --------------------------------------------------------------------------- model
+
+
+class ModelView(widgets.VBox):
+    """The *Model* tab: ``inspect`` table (ops, dtypes, parameters, I/O, opsets)."""
+
+    def __init__(self, model: onnx.ModelProto | str | os.PathLike[str]):
+        self.model = wb.load_model(model)
+        self.summary = wb.inspect(self.model)
+        self.table = widgets.HTML(table_html(self.summary.summary_rows(), title="Model summary"))
+        super().__init__([self.table])
+
+
+# --------------------------------------------------------------------------- convert
+
+
+class ConvertPanel(widgets.VBox):
+    """Build one precision variant with options, then compare it with the float32 model.
+
+    State after a run: ``variant_model`` (ModelProto), ``result`` (what the API returned:
+    the model or a MixedPrecisionResult / AccuracyControlResult) and ``comparison`` (rows of
+    accuracy and latency for float32 and the variant; accuracy needs ``validation_fn``).
+    """
+
+    OPTIONS = (
+        ("float16", "f16"),
+        ("bfloat16", "bf16"),
+        ("automatic mixed precision (f16)", "mixed"),
+        ("int8 (static QDQ)", "int8"),
+        ("int8 with accuracy control", "int8-ac"),
+    )
+
+    def __init__(
+        self,
+        model: onnx.ModelProto | str | os.PathLike[str],
+        dataset: Any = None,
+        validation_fn: Callable[..., float] | None = None,
+        calibration_dataset: Any = None,
+        background: bool = True,
+    ):
+        from ..model import ensure_node_names
+
+        self.model = ensure_node_names(wb.load_model(model))
+        self.dataset = dataset
+        self.validation_fn = validation_fn
+        self.calibration_dataset = calibration_dataset
+        self.variant_model: onnx.ModelProto | None = None
+        self.result: Any = None
+        self.comparison: list[dict[str, Any]] = []
+        self._baseline: dict[str, Any] | None = None
+        nodes = [n.name for n in self.model.graph.node]
+        ops = sorted({n.op_type for n in self.model.graph.node})
+        self.variant = widgets.Dropdown(options=self.OPTIONS, value="f16")
+        self.keep_io_types = widgets.Checkbox(value=True, description="keep float32 inputs/outputs")
+        self.block_ops = widgets.TagsInput(value=[], allowed_tags=ops, allow_duplicates=False)
+        self.block_nodes = widgets.TagsInput(value=[], allowed_tags=nodes, allow_duplicates=False)
+        self.max_drop = widgets.BoundedFloatText(value=0.01, min=0.0, max=1.0, step=0.005)
+        self.job = JobControls("Convert", background=background, icon="cogs")
+        self.output = widgets.HTML("")
+        self.job.run_button.on_click(lambda _b: self.run())
+        self.variant.observe(lambda _c: self._update_options(), names="value")
+        self._update_options()
+        super().__init__(
+            [
+                _row("variant", self.variant),
+                self.keep_io_types,
+                _row("keep ops float", self.block_ops),
+                _row("keep nodes float", self.block_nodes),
+                _row("max accuracy drop", self.max_drop),
+                self.job,
+                self.output,
+            ]
+        )
+
+    def _update_options(self) -> None:
+        v = self.variant.value
+        self.keep_io_types.disabled = v not in ("f16", "bf16")
+        self.block_ops.disabled = v not in ("f16", "bf16")
+        self.block_nodes.disabled = v not in ("f16", "bf16", "int8")
+        self.max_drop.disabled = v not in ("mixed", "int8-ac")
+
+    def _need_data(self, what: str) -> Any:
+        if self.dataset is None:
+            raise InputError(f"{what} needs data: create the panel with dataset=…")
+        return self.dataset
+
+    def _need_validation(self, what: str) -> Callable[..., float]:
+        if self.validation_fn is None:
+            raise InputError(f"{what} needs a metric: create the panel with validation_fn=…")
+        return self.validation_fn
+
+    def build(self) -> tuple[onnx.ModelProto, Any]:
+        """Call the public API for the chosen variant; returns (model, API result)."""
+        v, m = self.variant.value, self.model
+        if v in ("f16", "bf16"):
+            out = wb.convert_float16(
+                m,
+                dtype="float16" if v == "f16" else "bfloat16",
+                keep_io_types=self.keep_io_types.value,
+                block_ops=tuple(self.block_ops.value),
+                block_nodes=tuple(self.block_nodes.value),
+            )
+            return out, out
+        if v == "mixed":
+            data = self._need_data("automatic mixed precision")
+            res = wb.auto_mixed_precision(
+                m,
+                data,
+                dtype="float16",
+                validation_fn=self.validation_fn,
+                max_drop=self.max_drop.value if self.validation_fn is not None else None,
+            )
+            return res.model, res
+        calib = self.calibration_dataset or self._need_data("int8 calibration")
+        if v == "int8":
+            out = wb.quantize_int8(m, calib, exclude_nodes=tuple(self.block_nodes.value))
+            return out, out
+        res = wb.quantize_with_accuracy_control(
+            m,
+            calib,
+            self._need_data("accuracy control"),
+            self._need_validation("accuracy control"),
+            max_drop=self.max_drop.value,
+        )
+        return res.model, res
+
+    def _measure(self, label: str, model: onnx.ModelProto) -> dict[str, Any]:
+        bench_data = self.dataset.take(4) if self.dataset is not None else None
+        b = wb.benchmark(model, dataset=bench_data, min_time=0.2)
+        row: dict[str, Any] = {"model": label}
+        if self.dataset is not None and self.validation_fn is not None:
+            row["accuracy"] = wb.evaluate(model, self.dataset, self.validation_fn)
+        row.update(
+            {
+                "median ms": b.median_ms,
+                "ran": b.precision_ran,
+                "size KiB": model.ByteSize() / 1024,
+            }
+        )
+        return row
+
+    def _work(self) -> tuple[onnx.ModelProto, Any, list[dict[str, Any]]]:
+        with task("convert", total=3) as t:
+            if self._baseline is None:
+                self._baseline = self._measure("float32", self.model)
+            t.update(postfix="float32 measured")
+            model, result = self.build()
+            t.update(postfix=f"{self.variant.value} built")
+            rows = [self._baseline, self._measure(self.variant.value, model)]
+            t.update(postfix="variant measured")
+        return model, result, rows
+
+    def run(self) -> None:
+        """Build and measure the chosen variant (the Convert button)."""
+        self.output.value = ""
+        self.job.start(self._work, self._show, self._show_error)
+
+    def _show(self, value: tuple[onnx.ModelProto, Any, list[dict[str, Any]]]) -> None:
+        self.variant_model, self.result, self.comparison = value
+        parts = [table_html(self.comparison, title="float32 vs variant")]
+        if not isinstance(self.result, onnx.ModelProto) and hasattr(self.result, "summary_rows"):
+            parts.append(table_html(self.result.summary_rows(), title=type(self.result).__name__))
+        else:
+            s = wb.inspect(self.variant_model)
+            parts.append(table_html(s.summary_rows(), title="Variant summary"))
+        self.output.value = "".join(parts)
+
+    def _show_error(self, exc: BaseException) -> None:
+        if isinstance(exc, AccuracyNotReachedError):
+            self.result = exc.best
+            self.output.value = not_reached_html(exc)
+
+
+# --------------------------------------------------------------------------- devices
+
+
+class AffinityView(widgets.VBox):
+    """*Hints & devices*: device and hint pickers, affinity mode, renders, per-subgraph timings.
+
+    Devices are in priority order (auto mode gives each node to the first that supports it).
+    Manual assignments are lines ``node name: device``. State after a run: ``affinity``,
+    ``partitioned``, ``profile``, ``benches`` (one BenchResult per device with the hint),
+    ``affinity_svg`` and ``subgraphs_svg``.
+    """
+
+    def __init__(
+        self,
+        model: onnx.ModelProto | str | os.PathLike[str],
+        devices: list[str] | None = None,
+        dataset: Any = None,
+        background: bool = True,
+    ):
+        from ..model import ensure_node_names
+
+        self.model = ensure_node_names(wb.load_model(model))
+        self.dataset = dataset
+        names = _device_names()
+        chosen = list(devices) if devices else ["cpu"]
+        self.devices = widgets.TagsInput(
+            value=chosen, allowed_tags=sorted(set(names) | set(chosen)), allow_duplicates=False
+        )
+        self.hint = widgets.Dropdown(options=HINTS, value="performance")
+        self.mode = widgets.ToggleButtons(options=("auto", "manual", "combined"), value="auto")
+        self.manual = widgets.Textarea(
+            value="",
+            placeholder="node name: device   (one per line; manual/combined modes)",
+            layout=widgets.Layout(width="60%", height="80px"),
+        )
+        self.job = JobControls("Assign & run", background=background, icon="sitemap")
+        self.summary = widgets.HTML("")
+        self.affinity_html = widgets.HTML("")
+        self.subgraphs_html = widgets.HTML("")
+        self.affinity = self.partitioned = self.profile = None
+        self.benches: list[Any] = []
+        self.affinity_svg = self.subgraphs_svg = b""
+        self.job.run_button.on_click(lambda _b: self.run())
+        super().__init__(
+            [
+                _row("devices (priority)", self.devices),
+                _row("hint", self.hint),
+                _row("affinity", self.mode),
+                _row("manual", self.manual),
+                self.job,
+                self.summary,
+                widgets.Accordion(
+                    children=[self.affinity_html, self.subgraphs_html],
+                    titles=("Affinity graph", "Subgraphs"),
+                    selected_index=0,
+                ),
+            ]
+        )
+
+    def manual_assignments(self) -> dict[str, str]:
+        """Parse the manual box: ``node: device`` per line (the last colon separates)."""
+        out: dict[str, str] = {}
+        for n, line in enumerate(self.manual.value.splitlines(), 1):
+            if not line.strip():
+                continue
+            node, sep, dev = line.rpartition(":")
+            if not sep or not node.strip() or not dev.strip():
+                raise InputError(f"manual line {n} {line!r}: write it as 'node name: device'")
+            out[node.strip()] = dev.strip()
+        return out
+
+    def _work(self) -> dict[str, Any]:
+        devs = list(self.devices.value)
+        if not devs:
+            raise InputError("pick at least one device")
+        manual = self.manual_assignments() or None
+        if self.mode.value == "manual" and manual is None:
+            raise InputError("manual mode needs assignments: one 'node name: device' per line")
+        with task("hints & devices", total=4 + len(devs)) as t:
+            aff = wb.affinity(self.model, devs, mode=self.mode.value, manual=manual)
+            t.update(postfix="affinity")
+            aff_svg = wb.render(wb.affinity_dot(self.model, aff), format="svg")
+            t.update(postfix="affinity render")
+            part = wb.partition(self.model, aff)
+            sub_svg = wb.render(wb.subgraphs_dot(part), format="svg")
+            t.update(postfix="partition")
+            prof = part.profile(_first_feeds(self.model, self.dataset))
+            t.update(postfix="profile")
+            benches = []
+            data = self.dataset.take(1) if self.dataset is not None else None
+            for d in devs:
+                benches.append(
+                    wb.benchmark(self.model, device=d, hint=self.hint.value, dataset=data, runs=20)
+                )
+                t.update(postfix=f"{d} timed")
+        return {
+            "affinity": aff,
+            "affinity_svg": aff_svg,
+            "partitioned": part,
+            "subgraphs_svg": sub_svg,
+            "profile": prof,
+            "benches": benches,
+        }
+
+    def run(self) -> None:
+        self.job.start(self._work, self._show)
+
+    def _show(self, v: dict[str, Any]) -> None:
+        self.affinity, self.partitioned, self.profile = (
+            v["affinity"],
+            v["partitioned"],
+            v["profile"],
+        )
+        self.benches, self.affinity_svg, self.subgraphs_svg = (
+            v["benches"],
+            v["affinity_svg"],
+            v["subgraphs_svg"],
+        )
+        rows = [
+            {
+                "device": b.device + (" (simulated)" if b.simulated else ""),
+                "hint": b.hint,
+                "requested": b.precision_requested,
+                "ran": b.precision_ran,
+                "median ms": b.median_ms,
+                "notes": "; ".join(b.notes),
+            }
+            for b in self.benches
+        ]
+        parts = [table_html(rows, title="Whole model per device with the hint")]
+        if hasattr(self.profile, "_repr_html_"):
+            parts.append(STYLE + self.profile._repr_html_())
+        self.summary.value = "".join(parts)
+        self.affinity_html.value = svg_html(self.affinity_svg, _prefix("aff"))
+        self.subgraphs_html.value = svg_html(self.subgraphs_svg, _prefix("sub"))
+
+
+# --------------------------------------------------------------------------- explore
+
+
+def _variants_table_html(study: Any) -> str:
+    from ..report import variants_table
+
+    t = variants_table(study)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in t["columns"])
+    body = []
+    for row, cls in zip(t["rows"], t["classes"], strict=True):
+        klass = " ".join(f"wb-{c}" for c in cls.split())
+        cells = "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row)
+        body.append(f'<tr class="{klass}">{cells}</tr>')
+    return (
+        f'{STYLE}<table class="wb-table"><caption>Records (Pareto front highlighted)</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+class TradeoffView(widgets.VBox):
+    """Accuracy-vs-latency plot and records table of a Study, Pareto front highlighted.
+
+    ``show(study)`` displays a study; ``hint.value`` restricts the plot to one hint ("all" shows
+    every hint as its own series).
+    """
+
+    def __init__(self, study: Any = None):
+        self.study = None
+        self.hint = widgets.Dropdown(options=("all",), value="all", description="hint")
+        self.plot = widgets.HTML("")
+        self.table = widgets.HTML("")
+        self.hint.observe(lambda _c: self._render_plot(), names="value")
+        super().__init__([self.hint, self.plot, self.table])
+        if study is not None:
+            self.show(study)
+
+    def show(self, study: Any) -> None:
+        self.study = study
+        hints = sorted({str(getattr(r, "hint", "")) for r in study.records})
+        self.hint.options = ("all", *hints)
+        self.hint.value = "all"
+        self._render_plot()
+        self.table.value = _variants_table_html(study)
+
+    def _render_plot(self) -> None:
+        if self.study is None:
+            return
+        from ..report import study_for_hint
+
+        shown = (
+            self.study if self.hint.value == "all" else study_for_hint(self.study, self.hint.value)
+        )
+        try:
+            self.plot.value = figure_html(wb.tradeoff_plot(shown), _prefix("trade"))
+        except Exception as e:  # keep the table visible when plotting fails
+            from ..report import describe
+
+            self.plot.value = error_html(f"cannot draw the tradeoff plot: {describe(e)}")
+
+
+class ExplorePanel(widgets.VBox):
+    """*Explore*: pick variants, hints and devices; Sweep runs ``explore``; shows a TradeoffView."""
+
+    def __init__(
+        self,
+        model: onnx.ModelProto | str | os.PathLike[str],
+        dataset: Any,
+        validation_fn: Callable[..., float],
+        calibration_dataset: Any = None,
+        devices: list[str] | None = None,
+        background: bool = True,
+    ):
+        self.model = wb.load_model(model)
+        self.dataset = dataset
+        self.validation_fn = validation_fn
+        self.calibration_dataset = calibration_dataset
+        names = _device_names()
+        chosen = list(devices) if devices else ["cpu"]
+        self.variants = widgets.TagsInput(
+            value=["f32", "f16", "int8"], allowed_tags=list(VARIANTS), allow_duplicates=False
+        )
+        self.hints = widgets.TagsInput(
+            value=["performance", "accuracy"], allowed_tags=list(HINTS), allow_duplicates=False
+        )
+        self.devices = widgets.TagsInput(
+            value=chosen, allowed_tags=sorted(set(names) | set(chosen)), allow_duplicates=False
+        )
+        self.job = JobControls("Sweep", background=background, icon="th")
+        self.view = TradeoffView()
+        self.study = None
+        self.job.run_button.on_click(lambda _b: self.run())
+        super().__init__(
+            [
+                _row("variants", self.variants),
+                _row("hints", self.hints),
+                _row("devices", self.devices),
+                self.job,
+                self.view,
+            ]
+        )
+
+    def _work(self) -> Any:
+        if not self.variants.value or not self.hints.value or not self.devices.value:
+            raise InputError("pick at least one variant, one hint and one device")
+        return wb.explore(
+            self.model,
+            self.dataset,
+            self.validation_fn,
+            variants=tuple(self.variants.value),
+            hints=tuple(self.hints.value),
+            devices=tuple(self.devices.value),
+            calibration_dataset=self.calibration_dataset,
+        )
+
+    def run(self) -> None:
+        self.job.start(self._work, self._show)
+
+    def _show(self, study: Any) -> None:
+        self.study = study
+        self.view.show(study)
+
+
+# --------------------------------------------------------------------------- report
+
+
+class ReportPanel(widgets.VBox):
+    """*Report*: write the HTML report of everything computed so far and show a link.
+
+    ``sources()`` returns the keyword arguments for :func:`workbench.report` (study, model,
+    mixed, accuracy_control, affinity, partitioned, profile).
+    """
+
+    def __init__(self, sources: Callable[[], dict[str, Any]], background: bool = True):
+        self.sources = sources
+        self.path = widgets.Text(value="report.html", description="file")
+        self.job = JobControls("Export report", background=background, icon="file")
+        self.link = widgets.HTML("")
+        self.written: Path | None = None
+        self.job.run_button.on_click(lambda _b: self.run())
+        super().__init__([self.path, self.job, self.link])
+
+    def _work(self) -> Path:
+        if not self.path.value.strip():
+            raise InputError("give a file name for the report, e.g. report.html")
+        kwargs = self.sources()
+        study = kwargs.pop("study", None)
+        return wb.report(study, self.path.value.strip(), **kwargs)
+
+    def run(self) -> None:
+        self.job.start(self._work, self._show)
+
+    def _show(self, path: Path) -> None:
+        self.written = path
+        href = html.escape(self._href(path), quote=True)
+        self.link.value = (
+            f'<a href="{href}" target="_blank" rel="noopener">open {html.escape(path.name)}</a> '
+            + note_html(f"written to {path.resolve()}")
+        )
+
+    @staticmethod
+    def _href(path: Path) -> str:
+        # relative to the notebook's folder, which is where JupyterLab resolves links
+        try:
+            return path.resolve().relative_to(Path.cwd()).as_posix()
+        except ValueError:
+            return path.resolve().as_uri()
