@@ -746,6 +746,25 @@ def _unique(items: list[Any], key: Callable[[Any], str]) -> list[Any]:
     return out
 
 
+def agreement_validation(model: onnx.ModelProto, dataset: Any) -> Callable[[Any, Any], float]:
+    """A ``validation_fn`` for data without labels: top-1 agreement of the first output with
+    the f32 model's (computed once here, on the ORT CPU) over ``dataset.feeds()``."""
+    from .metrics import agreement
+    from .runtime import open_runner
+
+    runner = open_runner(model, "cpu")
+    try:
+        refs = np.concatenate([next(iter(runner(f).values())) for f in as_dataset(dataset).feeds()])
+    finally:
+        runner.close()
+
+    def agreement_with_f32(run: Callable, data: Any) -> float:
+        outs = [next(iter(run(f).values())) for f in as_dataset(data).feeds()]
+        return agreement(np.concatenate(outs), refs)
+
+    return agreement_with_f32
+
+
 def with_records(study: Study, records: Iterable[Record]) -> Study:
     """A copy of ``study`` holding ``records`` (e.g. filtered to one device)."""
     return replace(study, records=tuple(records))
@@ -757,6 +776,7 @@ __all__ = [
     "Record",
     "Study",
     "Timing",
+    "agreement_validation",
     "build_variants",
     "clear_cache",
     "explore",

@@ -101,7 +101,7 @@ def tradeoff_plot(study, title: str | None = None) -> Figure:
     records = list(study.records)
     ok = [r for r in records if r.ok]
     several_devices = len({r.device for r in records}) > 1
-    fig = Figure(figsize=(8, 5.2), layout="constrained")
+    fig = Figure(figsize=(9.5, 5.2), layout="constrained")
     ax = fig.subplots()
     hints = list(dict.fromkeys(r.hint for r in ok))
     for i, hint in enumerate(hints):
@@ -123,23 +123,12 @@ def tradeoff_plot(study, title: str | None = None) -> Figure:
             alpha=0.85,
             label=f"hint {hint}",
         )
-    labelled: set[tuple[float, float, str]] = set()
-    for r in ok:
-        text = (
-            r.variant
-            + (f" @{r.device}" if several_devices else "")
-            + (" (sim)" if r.simulated else "")
-        )
-        key = (round(r.latency_ms, 6), round(r.accuracy, 6), text)
-        if key not in labelled:  # hints sharing one measurement: label once
-            labelled.add(key)
-            ax.annotate(
-                _clip(text, 28),
-                (r.latency_ms, r.accuracy),
-                xytext=(5, 4),
-                textcoords="offset points",
-                fontsize=8,
-            )
+    labels: dict[str, tuple[float, float]] = {}
+    for r in sorted(ok, key=lambda r: r.latency_ms):
+        text = r.variant + (f" @{r.device}" if several_devices else "")
+        labels.setdefault(text + (" (sim)" if r.simulated else ""), (r.latency_ms, r.accuracy))
+    for text, xy in labels.items():  # once per variant/device, at its fastest point
+        ax.annotate(_clip(text, 28), xy, xytext=(5, 5), textcoords="offset points", fontsize=8)
     mismatched = [r for r in ok if not r.honoured]
     if mismatched:
         ax.scatter(
@@ -159,6 +148,9 @@ def tradeoff_plot(study, title: str | None = None) -> Figure:
             "--",
             color="#444444",
             linewidth=1.2,
+            marker="*",
+            markersize=12,
+            markerfacecolor="none",
             label="Pareto front",
             zorder=0,
         )
@@ -166,7 +158,8 @@ def tradeoff_plot(study, title: str | None = None) -> Figure:
         lat = [r.latency_ms for r in ok]
         if min(lat) > 0 and max(lat) / min(lat) > 20:
             ax.set_xscale("log")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.margins(x=0.08, y=0.12)
     else:
         ax.text(
             0.5, 0.5, "no successful measurements", ha="center", va="center", transform=ax.transAxes
