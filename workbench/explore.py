@@ -304,6 +304,8 @@ def _cache_key(
     validation_fn: Any,
     max_drop: float,
 ) -> str | None:
+    if spec == "f32":
+        return None  # the model itself: nothing to build or keep
     if isinstance(spec, str):
         name, fn_id = spec, ""
     else:
