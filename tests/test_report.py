@@ -151,14 +151,60 @@ def test_report_tables_sort_and_print(browser, demo_cnn, tmp_path, artifacts):
     v.check_clean()
 
 
-def test_cli_report_from_result_json(tmp_path, capsys, demo_cnn):
-    src = tmp_path / "bench.json"
-    wb.benchmark(demo_cnn, runs=5).to_json(src)
+@pytest.fixture(scope="module")
+def study(demo_cnn):
+    """A small real sweep of the demo CNN (f32/f16/int8 × two hints), ~2 s."""
+    data = wb.demo.demo_dataset("test", n=120)
+    return wb.explore(
+        demo_cnn,
+        data,
+        wb.demo.accuracy,
+        variants=("f32", "f16", "int8"),
+        hints=("performance", "accuracy"),
+        min_time=0.05,
+        rounds=2,
+    )
+
+
+@pytest.mark.browser
+def test_study_report_in_chromium(browser, study, demo_cnn, tmp_path, artifacts):
+    path = wb.report(study, tmp_path / "study.html", model=demo_cnn)
+    text = path.read_text()
+    ids = re.findall(r'<section id="([^"]+)"', text)
+    assert ids == ["model", "study", "tradeoff", "pareto", "environment"]
+    v = Visit(browser, path)
+    rows = v.page.locator("#study tbody tr")
+    assert rows.count() == len(study.records)
+    # one tradeoff plot per hint plus all together, drawn as inline SVG with text
+    figs = v.page.locator("#tradeoff figure svg")
+    assert figs.count() == 3
+    assert all(box["width"] > 200 for box in (f.bounding_box() for f in figs.all()))
+    assert v.page.locator("#tradeoff figcaption").all_inner_texts() == [
+        "hint performance",
+        "hint accuracy",
+        "all hints together",
+    ]
+    front = study.pareto()
+    assert v.page.locator("#pareto tbody tr").count() == len(front)
+    assert v.page.locator("#study tr.pareto").count() == len(front)
+    mismatched = [r for r in study.records if not r.error and not r.honoured]
+    assert v.page.locator("#study tr.mismatch").count() == len(mismatched)
+    v.page.screenshot(path=str(artifacts / "report_study.png"), full_page=True)
+    v.check_clean()
+
+
+def test_cli_report_from_saved_results(tmp_path, capsys, study, demo_cnn):
+    saved = study.save(tmp_path / "study.json")
+    bench = tmp_path / "bench.json"
+    wb.benchmark(demo_cnn, runs=5).to_json(bench)
     out = tmp_path / "r.html"
-    assert main(["report", str(src), "-o", str(out)]) == 0
+    model = str(wb.demo.demo_model_path("cnn"))
+    assert main(["report", str(saved), str(bench), "-o", str(out), "--model", model]) == 0
     assert str(out) in capsys.readouterr().out
-    assert 'id="bench"' in out.read_text()
+    ids = re.findall(r'<section id="([^"]+)"', out.read_text())
+    assert ids == ["model", "study", "tradeoff", "pareto", "bench", "environment"]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"hello": 1}))
     assert main(["report", str(bad), "-o", str(out)]) == 2
-    assert "bad.json" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "bad.json" in err and len(err.strip().splitlines()) == 1

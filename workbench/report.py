@@ -35,7 +35,7 @@ import onnx
 from markupsafe import Markup
 
 from .errors import InputError, WorkbenchError
-from .results import Result, html_table
+from .results import Result
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -61,17 +61,17 @@ _DROP_TAGS = {"script", "foreignObject", "iframe", "object", "embed", "audio", "
 
 @dataclass
 class Block:
-    """One piece of a section: ``text`` (escaped), ``table``, ``figure`` or ``html`` (trusted)."""
+    """One piece of a section: ``text`` (escaped), ``table`` (escaped cells) or ``figure``."""
 
     kind: str
     text: str = ""
     columns: list[str] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
     row_classes: list[str] = field(default_factory=list)
+    col_classes: list[str] = field(default_factory=list)
     caption: str = ""
     svg: Markup | None = None
     png: str = ""
-    html: Markup | None = None
     klass: str = ""
 
 
@@ -96,14 +96,19 @@ class Section:
             Block(
                 "table",
                 columns=list(columns),
+                col_classes=[
+                    "col-" + re.sub(r"[^a-z0-9]+", "-", str(c).lower()).strip("-") for c in columns
+                ],
                 rows=[[_fmt(v) for v in r] for r in rows],
                 row_classes=list(row_classes or [""] * len(rows)),
                 caption=caption,
             )
         )
 
-    def figure(self, fig_or_svg: Any, caption: str, prefix: str) -> None:
-        self.blocks.append(figure_block(fig_or_svg, caption, prefix))
+    def figure(self, fig_or_svg: Any, caption: str, prefix: str, klass: str = "") -> None:
+        block = figure_block(fig_or_svg, caption, prefix)
+        block.klass = klass
+        self.blocks.append(block)
 
 
 def _fmt(value: Any) -> str:
@@ -314,14 +319,6 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     return getattr(obj, name, default)
 
 
-def _as_row(rec: Any) -> dict[str, Any]:
-    if isinstance(rec, Mapping):
-        return dict(rec)
-    if isinstance(rec, Result):
-        return dict(rec._fields())
-    return dict(vars(rec))
-
-
 # --------------------------------------------------------------------------- section builders
 
 
@@ -366,17 +363,16 @@ class _Builder:
             "study",
             "Variants",
             lead="Every (variant, device, hint) measured. Requested and executed precision are "
-            "shown side by side; a hint that was not honoured is highlighted, and simulated "
-            "devices (profiles executed on the CPU) are marked.",
+            "shown side by side; a hint that was not honoured is highlighted (⚠), simulated "
+            "devices (profiles executed on the CPU) are marked, and the drop is measured "
+            "against the best float32 record.",
         )
         t = variants_table(study)
-        if t["pareto_error"]:
-            self.warnings.append(f"Pareto front: {t['pareto_error']}")
         if not t["rows"]:
             s.text("The study has no records.", "note")
             return
         s.table(t["columns"], t["rows"], row_classes=t["classes"])
-        mismatches = sum("mismatch" in c for c in t["classes"])
+        mismatches = sum("mismatch" in c.split() for c in t["classes"])
         if mismatches:
             s.text(
                 f"{mismatches} record(s) ran at a different precision than requested "
@@ -386,105 +382,107 @@ class _Builder:
         errors = sum("error" in c.split() for c in t["classes"])
         if errors:
             s.text(f"{errors} record(s) failed to build or run; the error is in the last column.")
-        self.tradeoff(study, t["records"])
-        if t["front"]:
+        env = getattr(study, "environment", None) or {}
+        if env:
+            s.text(
+                "Measured with "
+                + ", ".join(f"{k} {v}" for k, v in env.items())
+                + f" in {getattr(study, 'seconds', 0.0):.1f} s."
+            )
+        self.tradeoff(study)
+        front = study.pareto()
+        if front:
             p = self.section(
                 "pareto",
                 "Pareto front",
                 lead="Records no other record beats on both accuracy (higher) and median latency "
-                "(lower).",
+                "(lower), fastest first.",
             )
             p.table(
                 ["variant", "device", "hint", "ran", "accuracy", "median ms", "size KiB"],
                 [
                     [
-                        r.get("variant"),
-                        _device_label(r),
-                        r.get("hint"),
-                        r.get("precision_ran"),
-                        r.get("accuracy"),
-                        r.get("latency_ms"),
-                        _kib(r.get("model_bytes")),
+                        r.variant,
+                        f"{r.device} (simulated)" if r.simulated else r.device,
+                        r.hint,
+                        r.precision_ran,
+                        r.accuracy,
+                        r.latency_ms,
+                        _kib(r.model_bytes),
                     ]
-                    for r in sorted(t["front"], key=lambda r: r.get("latency_ms") or 0.0)
+                    for r in front
                 ],
             )
 
-    def tradeoff(self, study: Any, records: list[dict[str, Any]]) -> None:
-        from .viz import plots
+    def tradeoff(self, study: Any) -> None:
+        from .viz.plots import tradeoff_plot
 
-        plot = getattr(plots, "tradeoff_plot", None)
         s = self.section(
             "tradeoff",
             "Accuracy vs latency",
-            lead="One plot per execution hint; the Pareto front is drawn, points are labelled by "
-            "variant, and points whose hint was not honoured are marked.",
+            lead="One plot per execution hint (and all together); the Pareto front is dashed, "
+            "points are labelled by variant, and points whose hint was not honoured are ringed.",
         )
-        if plot is None:
-            s.text("tradeoff_plot is not available in this version of the workbench.", "note")
-            return
-        hints = list(dict.fromkeys(str(r.get("hint")) for r in records if not r.get("error")))
+        hints = list(dict.fromkeys(r.hint for r in study.records if r.ok))
+        figs = [(study_for_hint(study, h), f"hint {h}") for h in hints]
         if len(hints) > 1:
-            figs = [(plot(study_for_hint(study, h)), f"hint {h}") for h in hints]
-            figs.append((plot(study), "all hints together"))
-        else:
-            figs = [(plot(study), f"hint {hints[0]}" if hints else "")]
-        for fig, caption in figs:
-            s.figure(fig, caption, self.prefix())
+            figs.append((study, "all hints together"))
+        elif not hints:
+            figs = [(study, "no record could be measured")]
+        for sub, caption in figs:
+            fig = tradeoff_plot(sub, title=f"Accuracy vs latency — {caption}")
+            s.figure(fig, caption, self.prefix(), "half" if len(figs) > 1 else "")
 
     # -- precision results
+    def rows_table(
+        self, s: Section, rows: list[dict[str, Any]], caption: str = "", limit: int = 500
+    ) -> None:
+        """A table from row dicts (``summary_rows()`` of results), at most ``limit`` rows."""
+        if not rows:
+            return
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        s.table(cols, [[r.get(c) for c in cols] for r in rows[:limit]], caption=caption)
+        if len(rows) > limit:
+            s.text(f"{len(rows) - limit} more row(s) not shown.", "note")
+
     def float16(self, res: Any) -> None:
-        s = self.section("float16", "Float16 conversion")
-        kept = _get(res, "kept_float") or {}
-        s.text(
-            f"{len(kept)} node(s) kept in float32; {_get(res, 'casts_inserted', '?')} cast(s) "
-            "inserted."
+        s = self.section(
+            "float16",
+            f"{res.dtype} conversion",
+            lead="Every float node converted unless it must stay float32; each kept node says "
+            "why, and converted nodes without a low-precision kernel on the provider are listed "
+            "as computing in float32 there.",
         )
-        if kept:
-            s.table(["node", "reason"], [[k, v] for k, v in kept.items()])
+        s.text(
+            f"{len(res.converted)} node(s) converted, {len(res.kept_float)} kept in float32, "
+            f"{res.casts_inserted} cast(s) inserted, {len(res.runs_in_float32)} converted node(s) "
+            f"computed in float32 by {res.provider}."
+        )
+        self.rows_table(s, res.summary_rows())
+        for note in res.notes:
+            s.text(note, "note")
 
     def mixed(self, res: Any) -> None:
         s = self.section(
             "mixed",
-            "Automatic mixed precision",
+            f"Automatic mixed precision ({res.dtype})",
             lead="Nodes whose values overflow or flush to zero in low precision are kept in "
             "float32 up front; the rest are ranked by their measured contribution to output error "
             "and a search decides how many of the most sensitive ones stay float.",
         )
-        frac = _get(res, "converted_fraction")
-        evals = _get(res, "evaluations")
-        kept = _get(res, "kept_float") or {}
-        parts = []
-        if isinstance(frac, (int, float)):
-            parts.append(f"{frac:.0%} of the float-computing nodes run in low precision")
-        parts.append(f"{len(kept)} node(s) kept in float32")
-        if evals is not None:
-            parts.append(f"{evals} full-model evaluation(s) spent")
-        s.text("; ".join(parts) + ".")
-        max_err = _get(res, "max_error")
-        if isinstance(max_err, Mapping) and max_err:
-            s.table(["output", "max error vs float32"], [[k, v] for k, v in max_err.items()])
-        if kept:
-            rows = []
-            for node, why in kept.items():
-                if isinstance(why, Mapping):
-                    rows.append([node, why.get("reason", ""), why.get("error", why.get("value"))])
-                elif isinstance(why, (list, tuple)):
-                    rows.append([node, *list(why)[:2]] + [""] * (2 - len(why[:2])))
-                else:
-                    rows.append([node, why, ""])
-            s.table(["node kept float32", "reason", "measured"], rows, caption="Kept in float32")
-        history = _get(res, "history") or ()
-        if history:
-            hrows = [_as_row(h) if not isinstance(h, (list, tuple)) else h for h in history]
-            if hrows and isinstance(hrows[0], dict):
-                cols = list(dict.fromkeys(k for h in hrows for k in h))
-                s.table(cols, [[h.get(c) for c in cols] for h in hrows], caption="Search history")
-        fig = _plot_for(res, ("sensitivity_plot", "plot"))
-        if fig is not None:
+        s.text(
+            f"{res.converted_fraction:.0%} of the float-computing nodes run in {res.dtype}; "
+            f"{len(res.kept_float)} node(s) kept in float32; {res.evaluations} full-model "
+            f"evaluation(s) spent ({res.criterion})."
+        )
+        self.rows_table(s, res.summary_rows())
+        self.rows_table(s, res.kept_rows(), "Kept in float32, most sensitive first")
+        self.rows_table(s, [dict(h) for h in res.history], "Evaluations of the search")
+        if res.sensitivity:
             s.figure(
-                fig,
-                "Most sensitive nodes (measured error when run in low precision)",
+                res.sensitivity_plot(),
+                "Most sensitive nodes (output error when only that node is rounded); "
+                "kept-float nodes in red",
                 self.prefix(),
             )
 
@@ -543,72 +541,56 @@ class _Builder:
     def affinity(self, aff: Any) -> None:
         s = self.section(
             "affinity",
-            "Device affinity",
-            lead="Which device each node is assigned to. Simulated devices are device profiles "
-            "executed on the CPU.",
+            f"Device affinity ({aff.mode})",
+            lead="Which device each node is assigned to, in device priority order, and why. "
+            "Simulated devices are device profiles executed on the CPU.",
         )
-        assignments = _get(aff, "assignments") or {}
-        counts: dict[str, int] = {}
-        for dev in assignments.values():
-            counts[str(dev)] = counts.get(str(dev), 0) + 1
-        mode = _get(aff, "mode")
-        s.text(
-            f"{len(assignments)} node(s) over {len(counts)} device(s)"
-            + (f", mode {mode}" if mode else "")
-            + "."
-        )
-        if counts:
-            s.table(["device", "nodes"], sorted(counts.items(), key=lambda kv: -kv[1]))
+        self.rows_table(s, aff.summary_rows())
         if self.model is None:
             s.text("Pass model= to report() to include the affinity graph.", "note")
-            return
-        from .viz.graphs import affinity_dot, render
+        else:
+            from .viz.graphs import affinity_dot, render
 
-        s.figure(
-            render(affinity_dot(self.model, aff), format="svg"),
-            "Nodes colored by device",
-            self.prefix(),
-        )
+            svg = render(affinity_dot(self.model, aff), format="svg")
+            s.figure(svg, "Nodes colored by device", self.prefix())
+        rows = [
+            {"node": n, "op": aff.ops.get(n, ""), "device": d, "why": aff.reasons.get(n, "")}
+            for n, d in aff.assignments.items()
+        ]
+        self.rows_table(s, rows, "Placement of every node")
 
     def partitioned(self, part: Any) -> None:
+        from .viz.graphs import render, subgraphs_dot
+
         s = self.section(
             "subgraphs",
             "Subgraphs",
             lead="Same-device regions merged wherever no cycle results; each subgraph runs in one "
             "session on its device, with boundary tensors copied between them.",
         )
-        subs = _get(part, "subgraphs") or ()
-        rows = []
-        for i, sg in enumerate(subs):
-            rows.append(
-                [
-                    _get(sg, "name", i),
-                    _get(sg, "device"),
-                    len(_get(sg, "nodes") or ()),
-                    ", ".join(map(str, _get(sg, "inputs") or ())),
-                    ", ".join(map(str, _get(sg, "outputs") or ())),
-                    _get(sg, "boundary_bytes"),
-                ]
-            )
-        s.table(["subgraph", "device", "nodes", "inputs", "outputs", "boundary bytes"], rows)
-        from .viz.graphs import render, subgraphs_dot
-
-        s.figure(
-            render(subgraphs_dot(part), format="svg"), "One cluster per subgraph", self.prefix()
+        s.text(
+            f"{len(part.subgraphs)} subgraph(s); splitting at every device change in model order "
+            f"would give {part.naive_count}."
         )
+        self.rows_table(s, part.summary_rows())
+        svg = render(subgraphs_dot(part), format="svg")
+        s.figure(svg, "One cluster per subgraph; boundary tensors labelled", self.prefix())
 
     def profile(self, prof: Any) -> None:
-        s = self.section("profile", "Per-subgraph timings")
-        rows_src = _get(prof, "rows") or _get(prof, "subgraphs") or _get(prof, "records") or ()
-        rows = [_as_row(r) for r in rows_src]
-        if rows:
-            cols = list(dict.fromkeys(k for r in rows for k in r))
-            s.table(cols, [[r.get(c) for c in cols] for r in rows])
-        else:
-            s.table(["field", "value"], [[r["field"], r["value"]] for r in prof.summary_rows()])
-        fig = _plot_for(prof, ("plot", "bar_plot"))
-        if fig is not None:
-            s.figure(fig, "Time per subgraph", self.prefix())
+        s = self.section(
+            "profile",
+            "Per-subgraph timings",
+            lead="Each subgraph timed in the chained run; simulated devices run on this CPU, "
+            "their time scaled by the profile's speed factor in the simulated column.",
+        )
+        s.text(
+            f"{prof.total_ms:.3f} ms end to end (median of {prof.runs} runs); "
+            f"{prof.boundary_bytes:,} boundary bytes copied per run."
+        )
+        self.rows_table(s, prof.summary_rows())
+        for note in prof.notes:
+            s.text(note, "note")
+        s.figure(prof.plot(), "Median time per subgraph", self.prefix())
 
     def bench(self, benches: list[Any]) -> None:
         s = self.section("bench", "Benchmarks")
@@ -646,71 +628,48 @@ class _Builder:
         )
 
     def capability(self, rep: Any) -> None:
-        s = self.section("capability", f"Capability on {_get(rep, 'device', 'device')}")
-        s.blocks.append(Block("html", html=Markup(rep._repr_html_())))
+        s = self.section("capability", f"Capability on {rep.label}")
+        ok = sum(n.supported for n in rep.nodes)
+        s.text(f"{ok} of {len(rep.nodes)} nodes supported.")
+        self.rows_table(s, rep.summary_rows())
 
     def result(self, res: Result) -> None:
         s = self.section("result", type(res).__name__)
-        s.blocks.append(Block("html", html=Markup(html_table(res.summary_rows()))))
-
-
-VARIANT_COLUMNS = [
-    "variant", "device", "hint", "requested", "ran", "accuracy", "drop",
-    "median ms", "p90 ms", "size KiB", "build s", "Pareto", "error / notes",
-]  # fmt: skip
-
-
-def _device_label(r: Mapping[str, Any]) -> str:
-    return str(r.get("device", "")) + (" (simulated)" if r.get("simulated") else "")
+        self.rows_table(s, res.summary_rows())
 
 
 def variants_table(study: Any) -> dict[str, Any]:
-    """Rows of a Study for tables (report and widgets): one per record, Pareto members starred.
+    """A Study's display rows (``Study.table_rows``) plus a ``drop`` column and row classes.
 
-    Returns ``columns``, ``rows`` (cell values), ``classes`` (per row: ``error``, ``mismatch``
-    when the precision that ran differs from the requested one, ``simulated``, ``pareto``),
-    ``records`` (as dicts), ``front`` (Pareto records) and ``pareto_error``.
+    Returns ``columns``, ``rows`` (cell values) and ``classes`` (per row, space separated:
+    ``error``, ``mismatch`` when the precision that ran differs from the requested one,
+    ``simulated``, ``pareto``) for the report and the widgets.
     """
-    records = [_as_row(r) for r in _get(study, "records", ())]
-    front: list[dict[str, Any]] = []
-    pareto_error = ""
-    try:
-        result = study.pareto()
-        front = [_as_row(r) for r in _get(result, "records", result)]
-    except Exception as e:  # a study without a usable pareto() still gets its table
-        pareto_error = describe(e)
-    keys = {_record_key(r) for r in front}
-    baseline = _baseline_accuracy(records)
+    records = list(study.records)
+    front = {id(r) for r in study.pareto()}
+    base = [r.accuracy for r in records if r.ok and r.variant == "f32"]
+    baseline = max(base) if base else None
     rows, classes = [], []
-    for r in records:
-        acc, err = r.get("accuracy"), r.get("error")
-        drop = baseline - acc if isinstance(acc, (int, float)) and baseline is not None else None
-        req, ran = r.get("precision_requested"), r.get("precision_ran")
-        star = _record_key(r) in keys
-        rows.append(
-            [
-                r.get("variant"), _device_label(r), r.get("hint"), req, ran,
-                None if err else acc, None if err else drop,
-                None if err else r.get("latency_ms"), None if err else r.get("p90_ms"),
-                _kib(r.get("model_bytes")), r.get("build_seconds"), "★" if star else "",
-                err or "; ".join(r.get("notes") or ()),
-            ]
-        )  # fmt: skip
-        cls = ["error"] if err else []
-        if req and ran and req != ran and not err:
+    for r, row in zip(records, study.table_rows(), strict=True):
+        cells: dict[str, Any] = {}
+        for key, value in row.items():
+            cells[key] = value
+            if key == "accuracy":
+                cells["drop"] = baseline - r.accuracy if baseline is not None and r.ok else None
+        rows.append(cells)
+        cls = ["error"] if r.error else []
+        if not r.error and not r.honoured:
             cls.append("mismatch")
-        if r.get("simulated"):
+        if r.simulated:
             cls.append("simulated")
-        if star:
+        if id(r) in front:
             cls.append("pareto")
         classes.append(" ".join(cls))
+    columns = list(rows[0]) if rows else []
     return {
-        "columns": list(VARIANT_COLUMNS),
-        "rows": rows,
+        "columns": columns,
+        "rows": [[row[c] for c in columns] for row in rows],
         "classes": classes,
-        "records": records,
-        "front": front,
-        "pareto_error": pareto_error,
     }
 
 
@@ -723,42 +682,15 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _plot_for(res: Any, methods: Iterable[str]) -> Any:
-    for name in methods:
-        fn = getattr(res, name, None)
-        if callable(fn):
-            return fn()
-    return None
-
-
 def _kib(n: Any) -> Any:
     return n / 1024 if isinstance(n, (int, float)) else n
 
 
-def _record_key(r: Mapping[str, Any]) -> tuple[str, str, str]:
-    return (str(r.get("variant")), str(r.get("device")), str(r.get("hint")))
-
-
-def _baseline_accuracy(records: list[dict[str, Any]]) -> float | None:
-    """Accuracy of the f32 variant (best over devices/hints): the reference for drops."""
-    vals = [
-        r["accuracy"]
-        for r in records
-        if str(r.get("variant")) in ("f32", "fp32", "float32")
-        and isinstance(r.get("accuracy"), (int, float))
-        and not r.get("error")
-    ]
-    return max(vals) if vals else None
-
-
 def study_for_hint(study: Any, hint: str) -> Any:
-    """The study restricted to one hint (a Study of the same class when it can be rebuilt)."""
-    import dataclasses
+    """The study restricted to one hint label."""
+    from .explore import with_records
 
-    records = tuple(r for r in study.records if str(_get(r, "hint")) == hint)
-    if dataclasses.is_dataclass(study):
-        return dataclasses.replace(study, records=records)
-    return type(study)(records=records)
+    return with_records(study, (r for r in study.records if r.hint == hint))
 
 
 # --------------------------------------------------------------------------- loading
