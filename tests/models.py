@@ -204,6 +204,119 @@ def external_data_escaping(directory: Path) -> Path:
 
 # ----------------------------------------------------------------------------- int8 (issue 6)
 
+
+def outlier_channel_cnn(seed: int = 0) -> onnx.ModelProto:
+    """x[N,1,8,8] in [0,1] → Conv/Relu ×2 → GlobalAveragePool → Flatten → Gemm → y[N,4].
+
+    ``conv1``'s output channel 7 has weights ~500× larger than the others (all negative, so on
+    non-negative inputs the channel is dead after Relu and never widens the activation range).
+    One per-tensor weight scale then rounds every other conv1 weight to zero (int8 collapses);
+    per-channel scales keep them.
+    """
+    r = rng(seed)
+    w1 = r.standard_normal((8, 1, 3, 3)).astype(np.float32) * 0.5
+    w1[7] = -500.0 * np.abs(r.standard_normal((1, 3, 3))).astype(np.float32) - 100.0
+    inits = [
+        tensor("c1.w", w1),
+        tensor("c1.b", r.standard_normal(8).astype(np.float32) * 0.05),
+        tensor("c2.w", r.standard_normal((8, 8, 3, 3)).astype(np.float32) * 0.3),
+        tensor("c2.b", r.standard_normal(8).astype(np.float32) * 0.05),
+        tensor("fc.w", r.standard_normal((4, 128)).astype(np.float32) * 0.3),
+        tensor("fc.b", np.zeros(4, np.float32)),
+    ]
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["x", "c1.w", "c1.b"], ["a1"], name="conv1", pads=[1, 1, 1, 1]),
+        n("Relu", ["a1"], ["a2"], name="relu1"),
+        n("Conv", ["a2", "c2.w", "c2.b"], ["a3"], name="conv2", pads=[1, 1, 1, 1]),
+        n("Relu", ["a3"], ["a4"], name="relu2"),
+        n("MaxPool", ["a4"], ["a5"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        n("Flatten", ["a5"], ["a6"], name="flatten"),
+        n("Gemm", ["a6", "fc.w", "fc.b"], ["y"], name="fc", transB=1),
+    ]
+    model = make(nodes, [vi("x", F, ["N", 1, 8, 8])], [vi("y", F, ["N", 4])], inits, "outlier_cnn")
+    return _balance_classes(model, r.uniform(0, 1, (256, 1, 8, 8)).astype(np.float32))
+
+
+def int8_ruining_mlp(seed: int = 0, width: int = 32, ruined: str = "fc3") -> onnx.ModelProto:
+    """x[N,16] → five Gemm/Relu layers ``fc1``…``fc5`` → y[N,4]; one layer (``ruined``) ruins int8.
+
+    Hidden unit 0 of every layer is dead (zero weights, bias −1, Relu). The ruined layer's weight
+    row for that unit is 100 in every output column: it never changes the float result, but it
+    sets each output channel's int8 scale to 100/127, so all its real weights (|w| < 0.4)
+    quantize to zero. Reverting exactly that layer to float restores the accuracy; every other
+    layer is harmless in int8.
+    """
+    r = rng(seed)
+    sizes = [16, width, width, width, width, 4]
+    inits, nodes = [], []
+    prev = "x"
+    for i in range(5):
+        name = f"fc{i + 1}"
+        w = (r.standard_normal((sizes[i], sizes[i + 1])) / np.sqrt(sizes[i])).astype(np.float32)
+        b = (r.standard_normal(sizes[i + 1]) * 0.05).astype(np.float32)
+        if i < 4:  # dead hidden unit 0
+            w[:, 0] = 0.0
+            b[0] = -1.0
+        if name == ruined:
+            w[0, :] = 100.0  # multiplies the dead unit: no effect in float
+        inits += [tensor(f"{name}.w", w), tensor(f"{name}.b", b)]
+        out = "y" if i == 4 else f"h{i + 1}"
+        gemm_out = out if i == 4 else f"g{i + 1}"
+        nodes.append(
+            helper.make_node("Gemm", [prev, f"{name}.w", f"{name}.b"], [gemm_out], name=name)
+        )
+        if i < 4:
+            nodes.append(helper.make_node("Relu", [gemm_out], [out], name=f"relu{i + 1}"))
+        prev = out
+    model = make(nodes, [vi("x", F, ["N", 16])], [vi("y", F, ["N", 4])], inits, "ruining_mlp")
+    return _balance_classes(model, r.standard_normal((256, 16)).astype(np.float32))
+
+
+def _balance_classes(model: onnx.ModelProto, x: np.ndarray) -> onnx.ModelProto:
+    """Shift the last layer's bias so every class wins on random inputs (tests need variety)."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    logits = sess.run(None, {model.graph.input[0].name: x})[0]
+    bias_name = model.graph.node[-1].input[2]
+    for init in model.graph.initializer:
+        if init.name == bias_name:
+            bias = numpy_helper.to_array(init) - logits.mean(0) / 1.0
+            init.CopyFrom(tensor(bias_name, bias.astype(np.float32)))
+    return model
+
+
+def labelled_feeds(model: onnx.ModelProto, n: int, seed: int = 0, uniform: bool = False):
+    """``n`` single-item feeds for ``model``'s only input, labelled with the fp32 model's argmax.
+
+    Returns a ``workbench.Dataset`` of ``(x, label)`` items whose transform gives the feeds, so
+    it works both for calibration (``.feeds()``) and for :func:`agreement` validation.
+    """
+    import onnxruntime as ort
+
+    from workbench.data import Dataset, input_signature
+
+    name, _, shape = input_signature(model)[0]
+    r = rng(seed)
+    dims = (n, *[d if isinstance(d, int) and d > 0 else 1 for d in shape[1:]])
+    x = (r.uniform(0, 1, dims) if uniform else r.standard_normal(dims)).astype(np.float32)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    labels = sess.run(None, {name: x})[0].argmax(1)
+    items = list(zip(x, labels.tolist(), strict=True))
+    return Dataset(items, transform=lambda item: {name: item[0][None]})
+
+
+def agreement(run, dataset) -> float:
+    """validation_fn: top-1 agreement with the labels of :func:`labelled_feeds`, one batched run."""
+    items = list(dataset)
+    feeds = dataset.transform(items[0])
+    name = next(iter(feeds))
+    x = np.stack([it[0] for it in items])
+    logits = next(iter(run({name: x}).values()))
+    return float(np.mean(logits.argmax(1) == np.asarray([it[1] for it in items])))
+
+
 # ----------------------------------------------------------------------------- devices and partitioning (issue 8)
 
 # ----------------------------------------------------------------------------- widgets and report (issue 9)
