@@ -336,3 +336,55 @@ def hostile_names() -> onnx.ModelProto:
     helper.set_model_props(m, {"author": HOSTILE, HOSTILE_IMG: "value"})
     onnx.checker.check_model(m)
     return m
+
+
+# ----------------------------------------------------------------------------- hints and explore (issue 7)
+
+
+def f16_mlp(seed: int = 0) -> onnx.ModelProto:
+    """mlp() stored in float16 (weights, compute), float32 I/O through Casts."""
+    r = rng(seed)
+    H = TensorProto.FLOAT16
+    w1, b1 = r.standard_normal((16, 32)) * 0.3, r.standard_normal(32) * 0.1
+    w2, b2 = r.standard_normal((32, 4)) * 0.3, r.standard_normal(4) * 0.1
+    nodes = [
+        helper.make_node("Cast", ["x"], ["xh"], to=H, name="cast_in"),
+        helper.make_node("MatMul", ["xh", "w1"], ["h1"], name="fc1"),
+        helper.make_node("Add", ["h1", "b1"], ["h2"], name="bias1"),
+        helper.make_node("Relu", ["h2"], ["h3"], name="relu"),
+        helper.make_node("MatMul", ["h3", "w2"], ["h4"], name="fc2"),
+        helper.make_node("Add", ["h4", "b2"], ["yh"], name="bias2"),
+        helper.make_node("Cast", ["yh"], ["y"], to=F, name="cast_out"),
+    ]
+    inits = [
+        tensor(n, a.astype(np.float16)) for n, a in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2))
+    ]
+    return make(nodes, [vi("x", F, ["N", 16])], [vi("y", F, ["N", 4])], inits, name="f16_mlp")
+
+
+def f16_layernorm(dim: int = 8, seed: int = 0) -> onnx.ModelProto:
+    """A float16 LayerNormalization (ORT CPU has a float16 kernel for it), float32 I/O."""
+    r = rng(seed)
+    H = TensorProto.FLOAT16
+    nodes = [
+        helper.make_node("Cast", ["x"], ["xh"], to=H, name="cast_in"),
+        helper.make_node("LayerNormalization", ["xh", "g", "b"], ["yh"], axis=-1, name="ln"),
+        helper.make_node("Cast", ["yh"], ["y"], to=F, name="cast_out"),
+    ]
+    inits = [
+        tensor("g", (1 + 0.1 * r.standard_normal(dim)).astype(np.float16)),
+        tensor("b", (0.1 * r.standard_normal(dim)).astype(np.float16)),
+    ]
+    return make(nodes, [vi("x", F, ["N", dim])], [vi("y", F, ["N", dim])], inits, name="f16_ln")
+
+
+def unknown_op_model() -> onnx.ModelProto:
+    """A model ORT cannot load: one node of an op type no runtime knows (a broken variant)."""
+    node = helper.make_node("NoSuchOp", ["x"], ["y"], domain="workbench.test", name="mystery")
+    graph = helper.make_graph([node], "broken", [vi("x", F, ["N", 16])], [vi("y", F, ["N", 4])])
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("workbench.test", 1)],
+    )
+    model.ir_version = 8
+    return model

@@ -151,6 +151,123 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- explore
+
+
+def _add_explore(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "explore",
+        help="sweep precision variants × hints × devices; write study.json and its tradeoff plot",
+    )
+    p.add_argument("model", type=Path)
+    p.add_argument(
+        "--data", default="demo", help="'demo' (digits test split) or an .npz of model inputs"
+    )
+    p.add_argument(
+        "--validation",
+        default=None,
+        help="'demo' (digits top-1), 'agreement' (top-1 agreement with the f32 model) or "
+        "module:function taking (run, dataset) (default: demo with --data demo, else agreement)",
+    )
+    p.add_argument(
+        "--calibration", default=None, help=".npz of calibration inputs (default: --data)"
+    )
+    p.add_argument("--variants", nargs="+", default=["f32,f16,bf16,mixed,int8,int8-ac"])
+    p.add_argument("--hints", nargs="+", default=["performance,accuracy"])
+    p.add_argument("--devices", nargs="+", default=["cpu"])
+    p.add_argument("--max-drop", type=float, default=0.01, help="for mixed and int8-ac")
+    p.add_argument("--min-time", type=float, default=0.6, help="timing seconds per setting")
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address to run jobs on")
+    p.add_argument("-o", "--output", type=Path, default=Path("study.json"))
+
+
+def _split(values: list[str]) -> list[str]:
+    return [v for item in values for v in item.replace(",", " ").split() if v]
+
+
+def _cmd_explore(args: argparse.Namespace) -> int:
+    from .explore import agreement_validation, explore
+    from .model import load_model
+    from .viz.plots import figure_png, tradeoff_plot
+
+    model = load_model(args.model)
+    if args.data == "demo":
+        from .demo import accuracy, demo_dataset
+
+        dataset = demo_dataset("test")
+        default_validation = accuracy
+    else:
+        from .data import dataset_from_npz
+
+        dataset = dataset_from_npz(args.data)
+        default_validation = None
+    name = args.validation or ("demo" if default_validation else "agreement")
+    if name == "demo":
+        from .demo import accuracy as validation_fn
+    elif name == "agreement":
+        validation_fn = agreement_validation(model, dataset)
+    else:
+        validation_fn = _import_function(name)
+    calibration = None
+    if args.calibration:
+        from .data import dataset_from_npz
+
+        calibration = dataset_from_npz(args.calibration)
+    client = None
+    if args.scheduler:
+        try:
+            from distributed import Client
+        except ImportError as e:
+            raise WorkbenchError(
+                "--scheduler needs dask: pip install 'precision-workbench[distributed]'"
+            ) from e
+        client = Client(args.scheduler)
+    try:
+        study = explore(
+            model,
+            dataset,
+            validation_fn,
+            variants=_split(args.variants),
+            hints=_split(args.hints),
+            devices=_split(args.devices),
+            calibration_dataset=calibration,
+            client=client,
+            max_drop=args.max_drop,
+            min_time=args.min_time,
+        )
+    finally:
+        if client is not None:
+            client.close()
+    study.save(args.output)
+    from .model import atomic_write_bytes
+
+    png = args.output.with_suffix(".png")
+    atomic_write_bytes(png, figure_png(tradeoff_plot(study)))
+    for r in study.records:
+        if r.error:
+            print(f"  {r.variant:<8} {r.device:<14} {r.hint:<20} error: {r.error}")
+        else:
+            mark = "" if r.honoured else f"  (requested {r.precision_requested})"
+            print(
+                f"  {r.variant:<8} {r.device:<14} {r.hint:<20} acc {r.accuracy:.4f}  "
+                f"{r.latency_ms:.3f} ms  ran {r.precision_ran}{mark}"
+            )
+    print(f"study written to {args.output.resolve()}, plot to {png.resolve()}")
+    return 0
+
+
+def _import_function(spec: str):
+    import importlib
+
+    module, _, func = spec.partition(":")
+    if not module or not func:
+        raise WorkbenchError(f"--validation {spec!r}: write module:function, 'demo' or 'agreement'")
+    try:
+        return getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as e:
+        raise WorkbenchError(f"--validation {spec!r}: cannot import it ({e})") from e
+
+
 # ----------------------------------------------------------------------------- registry
 
 COMMANDS: list[
@@ -160,6 +277,7 @@ COMMANDS: list[
     (_add_bench, _cmd_bench),
     (_add_devices, _cmd_devices),
     (_add_demo, _cmd_demo),
+    (_add_explore, _cmd_explore),
     (_add_report, _cmd_report),
 ]
 

@@ -35,6 +35,7 @@ def _ort_devices() -> list[Device]:
     import onnxruntime as ort
 
     from ..runtime import kernels
+    from ..runtime.ort import ort_precisions
 
     out = []
     for provider in ort.get_available_providers():
@@ -45,7 +46,7 @@ def _ort_devices() -> list[Device]:
             Device(
                 name=name,
                 backend="ort",
-                precisions=("f32",),
+                precisions=ort_precisions(provider),
                 provider=provider,
                 description=f"ONNX Runtime {ort.__version__} {provider}",
             )
