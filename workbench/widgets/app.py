@@ -21,7 +21,8 @@ class Workbench(widgets.VBox):
     """Tabs *Model*, *Convert*, *Hints & devices*, *Explore*, *Report* over one model.
 
     ``background=False`` runs every job synchronously in the click handler (tests, scripts);
-    by default jobs run in a thread so Cancel works in a live kernel.
+    by default jobs run in a thread so Cancel works in a live kernel. ``explore_options`` go to
+    :func:`workbench.explore` (e.g. ``{"min_time": 0.1}`` for quicker sweeps).
     """
 
     def __init__(
@@ -33,6 +34,7 @@ class Workbench(widgets.VBox):
         calibration_dataset: Any = None,
         devices: list[str] | None = None,
         background: bool = True,
+        explore_options: dict[str, Any] | None = None,
     ):
         self.model = wb.load_model(model)
         self.model_view = ModelView(self.model)
@@ -47,6 +49,7 @@ class Workbench(widgets.VBox):
             calibration_dataset,
             devices=devices,
             background=background,
+            options=explore_options,
         )
         self.report = ReportPanel(self.report_sources, background=background)
         self.tabs = widgets.Tab(

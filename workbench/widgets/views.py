@@ -437,7 +437,10 @@ class TradeoffView(widgets.VBox):
 
 
 class ExplorePanel(widgets.VBox):
-    """*Explore*: pick variants, hints and devices; Sweep runs ``explore``; shows a TradeoffView."""
+    """*Explore*: pick variants, hints and devices; Sweep runs ``explore``; shows a TradeoffView.
+
+    ``options`` are passed on to :func:`workbench.explore` (e.g. ``{"min_time": 0.1}``).
+    """
 
     def __init__(
         self,
@@ -447,11 +450,13 @@ class ExplorePanel(widgets.VBox):
         calibration_dataset: Any = None,
         devices: list[str] | None = None,
         background: bool = True,
+        options: dict[str, Any] | None = None,
     ):
         self.model = wb.load_model(model)
         self.dataset = dataset
         self.validation_fn = validation_fn
         self.calibration_dataset = calibration_dataset
+        self.options = dict(options or {})  # more keyword arguments of explore (min_time, …)
         names = _device_names()
         chosen = list(devices) if devices else ["cpu"]
         self.variants = widgets.TagsInput(
@@ -488,6 +493,7 @@ class ExplorePanel(widgets.VBox):
             hints=tuple(self.hints.value),
             devices=tuple(self.devices.value),
             calibration_dataset=self.calibration_dataset,
+            **self.options,
         )
 
     def run(self) -> None:

@@ -1,0 +1,244 @@
+"""Widgets driven without a kernel: set ``.value``, ``.click()``, check state and outputs."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+import pytest
+
+import workbench as wb
+from workbench.progress import track
+from workbench.widgets import (
+    AffinityView,
+    ConvertPanel,
+    ExplorePanel,
+    JobControls,
+    ModelView,
+    TradeoffView,
+    Workbench,
+)
+
+FAST = {"min_time": 0.05, "rounds": 2}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return wb.demo.demo_dataset("test", n=120)
+
+
+@pytest.fixture(scope="module")
+def study(demo_cnn, data):
+    return wb.explore(
+        demo_cnn,
+        data,
+        wb.demo.accuracy,
+        variants=("f32", "int8"),
+        hints=("performance", "accuracy"),
+        **FAST,
+    )
+
+
+# --------------------------------------------------------------------------- run / cancel
+
+
+def test_job_controls_show_progress_result_and_readable_errors():
+    job = JobControls(background=False)
+    got = []
+
+    def work():
+        return sum(track(range(5), "adding"))
+
+    job.start(work, got.append)
+    assert job.state == "done" and got == [10] and job.result == 10
+    assert (job.progress.value, job.progress.max) == (5, 5)
+    assert not job.run_button.disabled and job.cancel_button.disabled
+
+    def bad_input():
+        raise wb.InputError("dataset is empty; give at least one item")
+
+    job.start(bad_input, got.append)
+    assert job.state == "error" and job.error == "dataset is empty; give at least one item"
+    assert "wb-error" in job.status.value and "Traceback" not in job.status.value
+    assert job.progress.bar_style == "danger"
+
+    job.start(lambda: 1 / 0, got.append)
+    assert job.error == "ZeroDivisionError: division by zero"
+    assert "Traceback" not in job.status.value and "ZeroDivisionError" in job.traceback
+
+
+def test_cancel_stops_background_work():
+    job = JobControls(background=True)
+    seen = []
+
+    def slow():
+        for i in track(range(400), "slow work"):
+            seen.append(i)
+            time.sleep(0.005)
+        return "finished"
+
+    job.start(slow, lambda v: seen.append(v))
+    assert job.state == "running" and job.cancel_button.disabled is False
+    deadline = time.time() + 10
+    while job.progress.value < 3 and time.time() < deadline:
+        time.sleep(0.01)
+    job.cancel_button.click()
+    assert job.wait(10) == "cancelled"
+    assert "finished" not in seen and len(seen) < 400
+    assert "cancelled" in job.status.value and job.result is None
+    assert not job.run_button.disabled and job.cancel_button.disabled
+
+
+# --------------------------------------------------------------------------- panels
+
+
+def test_model_view_escapes_hostile_names(tmodels):
+    view = ModelView(tmodels.hostile_names())
+    assert tmodels.HOSTILE_IMG not in view.table.value
+    assert "&lt;img src=x" in view.table.value
+    assert view.summary.node_count == 5
+
+
+def test_convert_panel_int8_then_f16_with_block_list(demo_cnn, data):
+    panel = ConvertPanel(demo_cnn, data, wb.demo.accuracy, background=False)
+    assert panel.max_drop.disabled and not panel.block_ops.disabled
+    panel.variant.value = "int8"
+    assert panel.block_ops.disabled and not panel.block_nodes.disabled
+    panel.job.run_button.click()
+    assert panel.job.state == "done", panel.job.error
+    f32, int8 = panel.comparison
+    assert f32["model"] == "float32" and int8["model"] == "int8" and int8["ran"] == "int8"
+    assert f32["accuracy"] >= 0.95 and int8["accuracy"] >= 0.9
+    ops = {n.op_type for n in panel.variant_model.graph.node}
+    assert "QuantizeLinear" in ops or "QLinearConv" in ops
+    assert "float32 vs variant" in panel.output.value
+
+    panel.variant.value = "f16"
+    first_conv = next(n.name for n in demo_cnn.graph.node if n.op_type == "Conv")
+    panel.block_nodes.value = [first_conv]
+    panel.job.run_button.click()
+    assert panel.job.state == "done", panel.job.error
+    types = {i.data_type for i in panel.variant_model.graph.initializer}
+    assert 10 in types  # FLOAT16 weights
+    conv = next(n for n in panel.variant_model.graph.node if n.name == first_conv)
+    weight = next(i for i in panel.variant_model.graph.initializer if i.name == conv.input[1])
+    assert weight.data_type == 1  # the blocked node kept float32 weights
+    assert abs(panel.comparison[1]["accuracy"] - panel.comparison[0]["accuracy"]) < 0.02
+
+
+def test_convert_panel_errors_are_messages(demo_cnn):
+    panel = ConvertPanel(demo_cnn, background=False)  # no data, no metric
+    panel.variant.value = "int8-ac"
+    panel.job.run_button.click()
+    assert panel.job.state == "error"
+    assert "needs data" in panel.job.error and "dataset=" in panel.job.error
+    assert panel.variant_model is None and "Traceback" not in panel.job.status.value
+
+
+def test_tradeoff_view_hint_filter(study):
+    view = TradeoffView(study)
+    assert view.hint.options == ("all", "accuracy", "performance")
+    assert view.plot.value.count("<svg") == 1
+    assert "hint performance" in view.plot.value and "hint accuracy" in view.plot.value
+    assert view.table.value.count("<tr class=") == len(study.records)
+    pareto_rows = re.findall(r'<tr class="[^"]*wb-pareto', view.table.value)
+    assert len(pareto_rows) == len(study.pareto())
+    view.hint.value = "accuracy"
+    assert "hint accuracy" in view.plot.value and "hint performance" not in view.plot.value
+
+
+def test_explore_panel_sweeps_and_reports_bad_choices(demo_cnn, data):
+    panel = ExplorePanel(demo_cnn, data, wb.demo.accuracy, background=False, options=FAST)
+    panel.variants.value = ["f32", "int8"]
+    panel.hints.value = ["performance"]
+    panel.job.run_button.click()
+    assert panel.job.state == "done", panel.job.error
+    assert [(r.variant, r.hint) for r in panel.study.records] == [
+        ("f32", "performance"),
+        ("int8", "performance"),
+    ]
+    assert panel.view.study is panel.study and "<svg" in panel.view.plot.value
+    panel.hints.value = []
+    panel.job.run_button.click()
+    assert panel.job.state == "error" and "at least one" in panel.job.error
+
+
+def test_affinity_view_renders_and_times(demo_cnn, data):
+    view = AffinityView(demo_cnn, devices=["npu-sim", "cpu"], dataset=data, background=False)
+    view.hint.value = "accuracy"
+    view.job.run_button.click()
+    assert view.job.state == "done", view.job.error
+    assert set(view.affinity.assignments.values()) <= {"npu-sim", "cpu"}
+    assert sum(view.affinity.counts().values()) == len(demo_cnn.graph.node)
+    assert view.affinity_html.value.count("<svg") == 1
+    assert view.subgraphs_html.value.count("<svg") == 1
+    assert len(view.profile.rows) == len(view.partitioned.subgraphs)
+    assert [b.device for b in view.benches] == ["npu-sim", "cpu"]
+    assert all(b.hint == "accuracy" for b in view.benches)
+    assert "npu-sim (simulated)" in view.summary.value
+
+    # manual mode: a malformed line is a message, a valid mapping is used as given
+    view.mode.value = "manual"
+    view.manual.value = "no separator here"
+    view.job.run_button.click()
+    assert view.job.state == "error" and "node name: device" in view.job.error
+    view.manual.value = "\n".join(f"{n.name}: cpu" for n in demo_cnn.graph.node)
+    view.job.run_button.click()
+    assert view.job.state == "done", view.job.error
+    assert set(view.affinity.assignments.values()) == {"cpu"}
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def test_workbench_app_end_to_end(demo_cnn, data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = Workbench(demo_cnn, data, wb.demo.accuracy, background=False, explore_options=FAST)
+    assert app.tabs.titles == ("Model", "Convert", "Hints & devices", "Explore", "Report")
+    assert "digits_cnn" in app.model_view.table.value
+
+    app.convert.variant.value = "mixed"
+    app.convert.max_drop.value = 0.01
+    app.convert.job.run_button.click()
+    assert app.convert.job.state == "done", app.convert.job.error
+    assert type(app.convert.result).__name__ == "MixedPrecisionResult"
+
+    app.devices.devices.value = ["gpu-sim", "cpu"]
+    app.devices.job.run_button.click()
+    assert app.devices.job.state == "done", app.devices.job.error
+
+    app.explore.variants.value = ["f32", "f16"]
+    app.explore.hints.value = ["performance"]
+    app.explore.job.run_button.click()
+    assert app.explore.job.state == "done", app.explore.job.error
+
+    app.report.path.value = "app_report.html"
+    app.report.job.run_button.click()
+    assert app.report.job.state == "done", app.report.job.error
+    written = tmp_path / "app_report.html"
+    assert app.report.written.resolve() == written
+    assert 'href="app_report.html"' in app.report.link.value
+    text = written.read_text()
+    for section in ("model", "study", "tradeoff", "mixed", "affinity", "subgraphs", "profile"):
+        assert f'<section id="{section}"' in text, section
+    # the widget state is plain data: the report holds the numbers the panels show
+    acc = app.explore.study.records[0].accuracy
+    assert f"{acc:.4g}" in text
+    assert np.isfinite(app.devices.profile.total_ms)
+
+
+def test_workbench_cancel_in_background(demo_cnn, data):
+    app = Workbench(
+        demo_cnn, data, wb.demo.accuracy, background=True, explore_options={"min_time": 0.5}
+    )
+    app.explore.variants.value = ["f32", "f16", "int8"]
+    app.explore.hints.value = ["performance", "accuracy"]
+    app.explore.job.run_button.click()
+    assert app.explore.job.running
+    deadline = time.time() + 20
+    while app.explore.job.progress.value < 1 and time.time() < deadline:
+        time.sleep(0.02)
+    app.explore.job.cancel_button.click()
+    assert app.explore.job.wait(30) == "cancelled"
+    assert app.explore.study is None  # nothing partial is shown
