@@ -319,6 +319,277 @@ def agreement(run, dataset) -> float:
 
 # ----------------------------------------------------------------------------- devices and partitioning (issue 8)
 
+
+def cycle_trap(dim: int = 8, seed: int = 0) -> onnx.ModelProto:
+    """x → a_mm (MatMul) → b_softmax (Softmax) → c_add = a + b → d_relu → y.
+
+    With an accelerator that lacks Softmax, a_mm, c_add and d_relu form one connected
+    same-device region; merging it into one subgraph would make a cycle through b_softmax.
+    """
+    r = rng(seed)
+    n = helper.make_node
+    nodes = [
+        n("MatMul", ["x", "w"], ["a"], name="a_mm"),
+        n("Softmax", ["a"], ["b"], name="b_softmax", axis=-1),
+        n("Add", ["a", "b"], ["c"], name="c_add"),
+        n("Relu", ["c"], ["y"], name="d_relu"),
+    ]
+    inits = [tensor("w", r.standard_normal((dim, dim)).astype(np.float32) * 0.5)]
+    return make(nodes, [vi("x", F, [2, dim])], [vi("y", F, [2, dim])], inits, "cycle_trap")
+
+
+def transformer_like(
+    blocks: int = 24, seq: int = 4, dim: int = 8, heads: int = 2, seed: int = 0
+) -> onnx.ModelProto:
+    """``blocks`` pre-norm transformer blocks (32 nodes each), listed in exporter order.
+
+    Per block: LayerNormalization, q/k/v projections with a dynamic-batch reshape computed by
+    Shape → Gather → Unsqueeze → Concat, Softmax attention, output projection, residual, a
+    second LayerNormalization and an Erf-GELU MLP whose Div/Erf nodes are listed between the
+    accelerator-friendly Mul/Add nodes. With an NPU lacking LayerNormalization, Softmax, Div,
+    Erf, Shape and Gather, support alternates so splitting at every device change in the
+    listed order over-splits.
+    """
+    r = rng(seed)
+    hd = dim // heads
+    n = helper.make_node
+    inits = [
+        numpy_helper.from_array(np.array(0, np.int64), "zero"),
+        tensor("axis0", np.array([0], np.int64)),
+        tensor("heads_shape", np.array([seq, heads, hd], np.int64)),
+        tensor("flat_shape", np.array([seq, dim], np.int64)),
+        tensor("scale", np.array(1.0 / np.sqrt(hd), np.float32)),
+        tensor("sqrt2", np.array(np.sqrt(2.0), np.float32)),
+        tensor("half", np.array(0.5, np.float32)),
+        tensor("one", np.array(1.0, np.float32)),
+        tensor("ln.g", np.ones(dim, np.float32)),
+        tensor("ln.b", np.zeros(dim, np.float32)),
+    ]
+    nodes = []
+    h = "x"
+    for b in range(blocks):
+        p = f"b{b}."
+
+        def w(name: str, shape: tuple[int, ...], p: str = p) -> str:
+            inits.append(tensor(p + name, r.standard_normal(shape).astype(np.float32) * 0.3))
+            return p + name
+
+        out = "y" if b == blocks - 1 else p + "out"
+        nodes += [
+            n("LayerNormalization", [h, "ln.g", "ln.b"], [p + "ln1"], name=p + "ln1", axis=-1),
+            n("MatMul", [p + "ln1", w("wq", (dim, dim))], [p + "q"], name=p + "q_proj"),
+            n("Shape", [h], [p + "shape"], name=p + "shape"),
+            n("Gather", [p + "shape", "zero"], [p + "batch"], name=p + "batch", axis=0),
+            n("Unsqueeze", [p + "batch", "axis0"], [p + "batch1"], name=p + "batch1"),
+            n("Concat", [p + "batch1", "heads_shape"], [p + "hshape"], name=p + "hshape", axis=0),
+            n("Reshape", [p + "q", p + "hshape"], [p + "q4"], name=p + "q_split"),
+            n("Transpose", [p + "q4"], [p + "qt"], name=p + "q_t", perm=[0, 2, 1, 3]),
+            n("MatMul", [p + "ln1", w("wk", (dim, dim))], [p + "k"], name=p + "k_proj"),
+            n("Reshape", [p + "k", p + "hshape"], [p + "k4"], name=p + "k_split"),
+            n("Transpose", [p + "k4"], [p + "kt"], name=p + "k_t", perm=[0, 2, 3, 1]),
+            n("MatMul", [p + "ln1", w("wv", (dim, dim))], [p + "v"], name=p + "v_proj"),
+            n("Reshape", [p + "v", p + "hshape"], [p + "v4"], name=p + "v_split"),
+            n("Transpose", [p + "v4"], [p + "vt"], name=p + "v_t", perm=[0, 2, 1, 3]),
+            n("MatMul", [p + "qt", p + "kt"], [p + "s"], name=p + "scores"),
+            n("Mul", [p + "s", "scale"], [p + "s2"], name=p + "scaled"),
+            n("Softmax", [p + "s2"], [p + "attn"], name=p + "softmax", axis=-1),
+            n("MatMul", [p + "attn", p + "vt"], [p + "ctx"], name=p + "context"),
+            n("Transpose", [p + "ctx"], [p + "ctxt"], name=p + "ctx_t", perm=[0, 2, 1, 3]),
+            n("Concat", [p + "batch1", "flat_shape"], [p + "fshape"], name=p + "fshape", axis=0),
+            n("Reshape", [p + "ctxt", p + "fshape"], [p + "ctx2"], name=p + "merge_heads"),
+            n("MatMul", [p + "ctx2", w("wo", (dim, dim))], [p + "o"], name=p + "out_proj"),
+            n("Add", [p + "o", h], [p + "h1"], name=p + "residual1"),
+            n("LayerNormalization", [p + "h1", "ln.g", "ln.b"], [p + "ln2"], name=p + "ln2", axis=-1),
+            n("MatMul", [p + "ln2", w("w1", (dim, 2 * dim))], [p + "f1"], name=p + "ff1"),
+            n("Div", [p + "f1", "sqrt2"], [p + "gd"], name=p + "gelu_div"),
+            n("Mul", [p + "f1", "half"], [p + "gh"], name=p + "gelu_half"),
+            n("Erf", [p + "gd"], [p + "ge"], name=p + "gelu_erf"),
+            n("Add", [p + "ge", "one"], [p + "ga"], name=p + "gelu_add"),
+            n("Mul", [p + "gh", p + "ga"], [p + "g"], name=p + "gelu_mul"),
+            n("MatMul", [p + "g", w("w2", (2 * dim, dim))], [p + "f2"], name=p + "ff2"),
+            n("Add", [p + "f2", p + "h1"], [out], name=p + "residual2"),
+        ]
+        h = out
+    return make(
+        nodes,
+        [vi("x", F, ["N", seq, dim])],
+        [vi("y", F, ["N", seq, dim])],
+        inits,
+        f"transformer{blocks}",
+    )
+
+
+def layered_graph(n_nodes: int, seed: int = 0) -> onnx.ModelProto:
+    """About ``n_nodes`` nodes of transformer-like blocks (render and partition benchmarks)."""
+    return transformer_like(blocks=max(1, round(n_nodes / 32)), seed=seed)
+
+
+def detector_like(channels: int = 4, size: int = 32, seed: int = 0) -> onnx.ModelProto:
+    """A ~230-node single-stage detector: residual backbone, FPN with Resize, per-level heads
+    (dynamic reshapes via Shape/Gather), box decoding and TopK scores. x[1,3,size,size]."""
+    r = rng(seed)
+    n = helper.make_node
+    inits: list[onnx.TensorProto] = [
+        tensor("det.axis0", np.array([0], np.int64)),
+        numpy_helper.from_array(np.array(0, np.int64), "det.zero"),
+        tensor("det.tail", np.array([-1, 4], np.int64)),
+        tensor("det.tail_cls", np.array([-1, 2], np.int64)),
+        tensor("det.scales", np.array([1, 1, 2, 2], np.float32)),
+        tensor("det.k", np.array([16], np.int64)),
+        tensor("det.s0", np.array([0], np.int64)),
+        tensor("det.s2", np.array([2], np.int64)),
+        tensor("det.s4", np.array([4], np.int64)),
+        tensor("det.stride", np.array(8.0, np.float32)),
+    ]
+    nodes: list[onnx.NodeProto] = []
+    counter = [0]
+
+    def conv(x: str, cin: int, cout: int, stride: int = 1, act: bool = True) -> str:
+        counter[0] += 1
+        k = counter[0]
+        wname, bname, out = f"conv{k}.w", f"conv{k}.b", f"conv{k}"
+        inits.append(tensor(wname, r.standard_normal((cout, cin, 3, 3)).astype(np.float32) * 0.3))
+        inits.append(tensor(bname, r.standard_normal(cout).astype(np.float32) * 0.05))
+        nodes.append(
+            n("Conv", [x, wname, bname], [out], name=f"conv{k}", pads=[1, 1, 1, 1],
+              strides=[stride, stride])
+        )  # fmt: skip
+        if not act:
+            return out
+        nodes.append(n("Relu", [out], [out + ".relu"], name=f"relu{k}"))
+        return out + ".relu"
+
+    c = channels
+    x = conv("image", 3, c)
+    levels = []
+    for stage in range(5):
+        x = conv(x, c, c, stride=2 if stage > 0 else 1)
+        for blk in range(4):
+            y = conv(x, c, c)
+            y = conv(y, c, c, act=False)
+            s = f"stage{stage}.block{blk}"
+            nodes.append(n("Add", [x, y], [s + ".sum"], name=s + ".add"))
+            nodes.append(n("Relu", [s + ".sum"], [s + ".out"], name=s + ".relu"))
+            x = s + ".out"
+        levels.append(x)
+    pyramid = levels[2:]
+    top = conv(pyramid[-1], c, c, act=False)
+    feats = [top]
+    for i, lvl in enumerate(reversed(pyramid[:-1])):
+        lateral = conv(lvl, c, c, act=False)
+        up = f"fpn{i}.up"
+        nodes.append(n("Resize", [feats[-1], "", "det.scales"], [up], name=f"fpn{i}.resize",
+                       mode="nearest"))  # fmt: skip
+        nodes.append(n("Add", [up, lateral], [f"fpn{i}.sum"], name=f"fpn{i}.add"))
+        feats.append(conv(f"fpn{i}.sum", c, c))
+    cls_outs, box_outs = [], []
+    for li, f in enumerate(feats):
+        p = f"head{li}."
+        nodes.append(n("Shape", [f], [p + "shape"], name=p + "shape"))
+        nodes.append(n("Gather", [p + "shape", "det.zero"], [p + "batch"], name=p + "batch", axis=0))
+        nodes.append(n("Unsqueeze", [p + "batch", "det.axis0"], [p + "batch1"], name=p + "batch1"))
+        nodes.append(n("Concat", [p + "batch1", "det.tail"], [p + "bshape"], name=p + "bshape", axis=0))
+        nodes.append(
+            n("Concat", [p + "batch1", "det.tail_cls"], [p + "cshape"], name=p + "cshape", axis=0)
+        )
+        for kind, cout in (("cls", 2), ("box", 4)):
+            h = f
+            for _ in range(5):
+                h = conv(h, c, c)
+            h = conv(h, c, cout, act=False)
+            if kind == "cls":
+                nodes.append(n("Sigmoid", [h], [p + "cls.sig"], name=p + "cls.sigmoid"))
+                h = p + "cls.sig"
+            nodes.append(n("Transpose", [h], [p + kind + ".t"], name=p + kind + ".t", perm=[0, 2, 3, 1]))
+            shape_name = p + ("cshape" if kind == "cls" else "bshape")
+            nodes.append(n("Reshape", [p + kind + ".t", shape_name], [p + kind], name=p + kind + ".flat"))
+            (cls_outs if kind == "cls" else box_outs).append(p + kind)
+    nodes.append(n("Concat", cls_outs, ["scores_all"], name="cls.concat", axis=1))
+    nodes.append(n("Concat", box_outs, ["deltas"], name="box.concat", axis=1))
+    nodes += [
+        n("Slice", ["deltas", "det.s0", "det.s2", "det.s2"], ["d_xy"], name="decode.xy"),
+        n("Slice", ["deltas", "det.s2", "det.s4", "det.s2"], ["d_wh"], name="decode.wh"),
+        n("Mul", ["d_xy", "det.stride"], ["xy"], name="decode.scale_xy"),
+        n("Exp", ["d_wh"], ["wh0"], name="decode.exp"),
+        n("Mul", ["wh0", "det.stride"], ["wh"], name="decode.scale_wh"),
+        n("Concat", ["xy", "wh"], ["boxes"], name="decode.boxes", axis=2),
+        n("ReduceMax", ["scores_all"], ["best"], name="scores.max", axes=[2], keepdims=0),
+        n("TopK", ["best", "det.k"], ["top_scores", "top_idx"], name="scores.topk", axis=1),
+    ]
+    return make(
+        nodes,
+        [vi("image", F, [1, 3, size, size])],
+        [
+            vi("boxes", F, [1, "anchors", 4]),
+            vi("top_scores", F, [1, "k"]),
+            vi("top_idx", TensorProto.INT64, [1, "k"]),
+        ],
+        inits,
+        "detector",
+    )
+
+
+def capability_cases() -> onnx.ModelProto:
+    """Nodes that fail capability checks for different reasons.
+
+    ``relu`` (float), ``relu16`` (Relu on int16: valid ONNX, no ORT CPU kernel), ``branch`` (an If
+    with subgraph bodies reading the outer ``h``), ``tanh`` (for exclusion by op/name).
+    """
+    n = helper.make_node
+    then_g = helper.make_graph(
+        [n("Identity", ["h"], ["t_out"], name="then_id")], "then", [], [vi("t_out", F, [2, 4])]
+    )
+    else_g = helper.make_graph(
+        [n("Neg", ["h"], ["e_out"], name="else_neg")], "else", [], [vi("e_out", F, [2, 4])]
+    )
+    nodes = [
+        n("Relu", ["x"], ["h"], name="relu"),
+        n("If", ["flag"], ["b"], name="branch", then_branch=then_g, else_branch=else_g),
+        n("Tanh", ["b"], ["y"], name="tanh"),
+        n("Relu", ["i"], ["j"], name="relu16"),
+    ]
+    return make(
+        nodes,
+        [vi("x", F, ["N", 4]), vi("flag", TensorProto.BOOL, []), vi("i", TensorProto.INT16, [3])],
+        [vi("y", F, ["N", 4]), vi("j", TensorProto.INT16, [3])],
+        name="capability_cases",
+    )
+
+
+def random_dag(n_nodes: int = 40, fan_in: int = 2, seed: int = 0) -> onnx.ModelProto:
+    """A random DAG of Add/Mul/Sub/Relu nodes over x[2,3] (partition property tests)."""
+    r = rng(seed)
+    n = helper.make_node
+    tensors = ["x"]
+    nodes = []
+    for i in range(n_nodes):
+        k = min(len(tensors), 1 + int(r.integers(0, fan_in)))
+        ins = [tensors[int(j)] for j in r.choice(len(tensors), size=k, replace=False)]
+        op = ("Relu", "Neg")[i % 2] if k == 1 else ("Add", "Mul", "Sub")[i % 3]
+        nodes.append(n(op, ins, [f"v{i}"], name=f"node{i}"))
+        tensors.append(f"v{i}")
+    used = {t for node in nodes for t in node.input}
+    outs = [t for t in tensors[1:] if t not in used]
+    return make(
+        nodes, [vi("x", F, [2, 3])], [vi(t, F, [2, 3]) for t in outs], name=f"random_dag{seed}"
+    )
+
+
+def hostile_dot_names() -> onnx.ModelProto:
+    """The MLP with node, tensor and graph names that break naive DOT/HTML/SVG escaping."""
+    m = mlp()
+    evil = ['a"b<c>&{d}|e\n', "</script><script>alert(1)</script>", "back\\slash\\N\\G", "]]>&amp;"]
+    rename = {"h0": evil[0] + "t", "h2": evil[1] + "t", "y": "y\"'<out>"}
+    for node, name in zip(m.graph.node, evil + ["ok"], strict=False):
+        node.name = name
+    for node in m.graph.node:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+        node.output[:] = [rename.get(o, o) for o in node.output]
+    m.graph.output[0].name = rename["y"]
+    m.graph.name = "<graph & \"name\">"
+    onnx.checker.check_model(m)
+    return m
+
 # ----------------------------------------------------------------------------- widgets and report (issue 9)
 
 HOSTILE = "</script><script>alert(1)</script>"
