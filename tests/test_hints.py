@@ -145,6 +145,17 @@ def test_ort_resolution_table(tmodels, tmp_path):
     assert len(table) == len(cases) * len(HINTS)
 
 
+def test_unhonoured_request_warns(tmodels):
+    with pytest.warns(wb.PrecisionWarning, match="cpu: requested f16, ran f32"):
+        open_runner(tmodels.mlp(), "cpu", "performance/f16")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", wb.PrecisionWarning)
+        open_runner(tmodels.mlp(), "cpu", "accuracy")  # honoured: no warning
+        open_runner(tmodels.mlp(), "cpu", "performance")
+
+
 def test_f16_model_fallback_is_explained(tmodels):
     run = open_runner(tmodels.f16_mlp(), "cpu", "performance/f16")
     fell_back = _expected_ort("f16_mlp") == "f32"  # no f16 MatMul kernel in this ORT build

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import onnx
 import pytest
@@ -110,9 +112,17 @@ def test_openvino_int8_model_reports_int8(tmodels, tmp_path):
 
 
 def test_openvino_benchmark_and_evaluate(demo_cnn, demo_data):
-    r = wb.benchmark(
-        demo_cnn, "openvino:CPU", "performance/f16", dataset=demo_data.take(4), runs=20
-    )
+    expected = _expected_ran("performance/f16")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = wb.benchmark(
+            demo_cnn, "openvino:CPU", "performance/f16", dataset=demo_data.take(4), runs=20
+        )
+    said = [str(w.message) for w in caught if issubclass(w.category, wb.PrecisionWarning)]
+    # a notebook user sees a warning exactly when f16 did not run
+    assert bool(said) == (expected != "f16")
+    if said:
+        assert f"requested f16, ran {expected}" in said[0]
     assert r.device == "openvino:CPU" and r.runs == 20
     assert r.precision_requested == "f16" and r.precision_ran == _expected_ran("performance/f16")
     assert 0 < r.p10_ms <= r.median_ms <= r.p90_ms

@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "quantize_with_accuracy_control": "precision.accuracy_control",
     "AccuracyControlResult": "precision.accuracy_control",
     "Hint": "precision.hints",
+    "PrecisionWarning": "precision.hints",
     # runtime
     "open_runner": "runtime",
     "benchmark": "runtime",

@@ -14,6 +14,7 @@ import collections
 import hashlib
 import pickle
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ import onnx
 
 from .data import Dataset, as_dataset
 from .errors import InputError, OperationCancelled, WorkbenchError
-from .precision.hints import Hint, as_hint
+from .precision.hints import Hint, PrecisionWarning, as_hint
 from .progress import check_cancelled, quiet, task
 from .results import Result, html_table
 
@@ -412,6 +413,22 @@ def measure_device(
     the model as stored) share one accuracy evaluation and one timing, and say so in ``notes``.
     Timings interleave the variants round by round so slow drift hits all of them alike.
     """
+    with warnings.catch_warnings():
+        # the study reports requested vs ran per record; explore warns once at the end
+        warnings.simplefilter("ignore", PrecisionWarning)
+        return _measure_device(models, builds, device, hints, dataset, validation_fn, timing, step)
+
+
+def _measure_device(
+    models: dict[str, onnx.ModelProto | bytes],
+    builds: dict[str, Build],
+    device: Any,
+    hints: Sequence[Hint],
+    dataset: Any,
+    validation_fn: Callable,
+    timing: Timing,
+    step: Callable[[str], None] | None,
+) -> list[Record]:
     from .devices.registry import resolve_device
     from .runtime import benchmark, call_validation, open_runner
 
@@ -657,6 +674,16 @@ def explore(
     dev_order = {d.name: i for i, d in enumerate(devs)}
     hint_order = {h.label: i for i, h in enumerate(hint_objs)}
     records.sort(key=lambda r: (order[r.variant], dev_order[r.device], hint_order[r.hint]))
+    unhonoured = [r for r in records if r.ok and not r.honoured]
+    if unhonoured:  # one warning for the sweep instead of one per runner
+        warnings.warn(
+            f"{len(unhonoured)} of {len(records)} records ran another precision than requested "
+            f"(e.g. {unhonoured[0].variant} on {unhonoured[0].device} [{unhonoured[0].hint}]: "
+            f"requested {unhonoured[0].precision_requested}, ran {unhonoured[0].precision_ran}); "
+            "see the ⚠ marks and notes in the study",
+            PrecisionWarning,
+            stacklevel=2,
+        )
     return Study(
         records=tuple(records),
         model_name=proto.graph.name or (Path(model).name if isinstance(model, (str, Path)) else ""),

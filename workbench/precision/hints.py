@@ -90,6 +90,24 @@ def as_hint(hint: Hint | str | None) -> Hint:
 
 # ----------------------------------------------------------------------------- resolution
 
+
+class PrecisionWarning(UserWarning):
+    """A run computes in another precision than its hint asked for (shown in notebooks)."""
+
+
+def warn_if_not_honoured(device: str, requested: str, ran: str, notes: tuple[str, ...]) -> None:
+    """Warn (PrecisionWarning) when ``ran`` differs from an explicit ``requested`` precision."""
+    if requested in ("default", ran):
+        return
+    import warnings
+
+    head = f"requested {requested}, ran {ran}"
+    why = [n.removeprefix(head).strip(" :;") for n in notes]
+    why = [w[1:-1] if w.startswith("(") and w.endswith(")") else w for w in why if w]
+    text = f"{device}: {head}" + (f" ({'; '.join(why)})" if why else "")
+    warnings.warn(text, PrecisionWarning, stacklevel=4)
+
+
 #: canonical order of precisions in tables (device capabilities, summaries)
 PRECISION_ORDER = ("f32", "f16", "bf16", "int8")
 

@@ -18,7 +18,13 @@ import onnx
 import openvino as ov
 
 from ..errors import UnsupportedError
-from ..precision.hints import Hint, resolve_hint, sort_precisions, summarize_precisions
+from ..precision.hints import (
+    Hint,
+    resolve_hint,
+    sort_precisions,
+    summarize_precisions,
+    warn_if_not_honoured,
+)
 from . import Runner
 
 if TYPE_CHECKING:
@@ -184,9 +190,11 @@ class OpenVinoRunner(Runner):
         ran = runtime_precisions(self.compiled)
         self.precision_ran = summarize_precisions({p: sum(c.values()) for p, c in ran.items()})
         self.notes = tuple(plan_notes) + tuple(_notes(requested, self.chosen, self.precision_ran))
+        warn_if_not_honoured(device.name, requested, self.precision_ran, self.notes)
 
     def run_prepared(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
-        res = self.request.infer(prepared)
+        # prepared feeds are contiguous arrays we keep alive: no copy into the request
+        res = self.request.infer(prepared, share_inputs=True)
         return [np.array(res[p], copy=True) for p in self.compiled.outputs]
 
     def close(self) -> None:

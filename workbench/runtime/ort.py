@@ -18,6 +18,7 @@ from ..precision.hints import (
     requested_precision,
     sort_precisions,
     summarize_precisions,
+    warn_if_not_honoured,
 )
 from . import Runner, kernels
 
@@ -255,6 +256,7 @@ class OrtRunner(Runner):
                 "(compare converted variants instead)"
             )
         self.notes = tuple(notes)
+        warn_if_not_honoured(device.name, req, self.precision_ran, self.notes)
 
     def run_prepared(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, prepared)
