@@ -121,16 +121,71 @@ def test_report_shows_only_what_it_gets(demo_cnn):
 @pytest.mark.browser
 def test_hostile_names_render_as_text_in_chromium(browser, tmodels, tmp_path, artifacts):
     model = tmodels.hostile_names()
-    path = wb.report(wb.inspect(model), tmp_path / "hostile.html", model=model)
+    aff = wb.affinity(model, ["npu-sim", "cpu"])
+    part = wb.partition(model, aff)
+    prof = part.profile(next(wb.random_dataset(model, n=1).feeds()), runs=3)
+    path = wb.report(
+        wb.inspect(model),
+        tmp_path / "hostile.html",
+        model=model,
+        affinity=aff,
+        partitioned=part,
+        profile=prof,
+    )
     raw = path.read_text()
     assert tmodels.HOSTILE not in raw and tmodels.HOSTILE_IMG not in raw
     v = Visit(browser, path)
     body = v.page.inner_text("body")
-    # the strings are shown literally, as text
+    # the strings are shown literally, as text: metadata, graph name, node names in tables
     assert tmodels.HOSTILE in body and tmodels.HOSTILE_IMG in body
-    assert v.page.locator("img").count() == 0
+    placed = v.page.locator("#affinity tbody td.col-node").all_inner_texts()
+    assert tmodels.HOSTILE in placed and 'fc2 "quoted" & <b>bold</b>' in placed
+    # ... and inside the inline SVG renders, as SVG text
+    svg_text = " ".join(v.page.locator("#affinity svg text").all_text_contents())
+    assert "</script>" in svg_text
+    assert v.page.locator("img").count() == 0 and v.page.locator("b").count() == 0
     assert v.page.locator("script").count() == 1  # only the report's own sorter
     v.page.screenshot(path=str(artifacts / "report_hostile.png"), full_page=True)
+    v.check_clean()
+
+
+@pytest.mark.browser
+def test_every_section_in_chromium(browser, study, demo_cnn, tmp_path, artifacts):
+    data = wb.demo.demo_dataset("test", n=60)
+    mixed = wb.auto_mixed_precision(demo_cnn, data, validation_fn=wb.demo.accuracy, max_drop=0.02)
+    ac = wb.quantize_with_accuracy_control(demo_cnn, data, data, wb.demo.accuracy, max_drop=0.02)
+    f16 = wb.convert_float16(demo_cnn, report=True)
+    aff = wb.affinity(demo_cnn, ["gpu-sim", "cpu"])
+    part = wb.partition(demo_cnn, aff)
+    prof = part.profile(next(data.feeds()), runs=3)
+    cap = wb.query_model(demo_cnn, "npu-sim")
+    path = wb.report(
+        [study, f16, cap],
+        tmp_path / "all.html",
+        model=demo_cnn,
+        mixed=mixed,
+        accuracy_control=ac,
+        affinity=aff,
+        partitioned=part,
+        profile=prof,
+    )
+    ids = re.findall(r'<section id="([^"]+)"', path.read_text())
+    assert ids == [
+        "model", "study", "tradeoff", "pareto", "float16", "mixed", "accuracy-control",
+        "capability", "affinity", "subgraphs", "profile", "environment",
+    ]  # fmt: skip
+    v = Visit(browser, path)
+    assert v.page.locator("nav a").count() == len(ids)
+    for section in ("affinity", "subgraphs", "profile"):
+        assert v.page.locator(f"#{section} figure svg").count() == 1, section
+    if mixed.sensitivity:
+        assert v.page.locator("#mixed figure svg").count() == 1
+    assert "(simulated)" in v.page.inner_text("#subgraphs")
+    assert f"{prof.total_ms:.3f} ms end to end" in v.page.inner_text("#profile")
+    # svg ids were prefixed per figure: no duplicates across the page
+    ids_in_page = v.page.evaluate("Array.from(document.querySelectorAll('[id]')).map(e => e.id)")
+    assert len(ids_in_page) == len(set(ids_in_page))
+    v.page.screenshot(path=str(artifacts / "report_all_sections.png"), full_page=True)
     v.check_clean()
 
 

@@ -313,12 +313,6 @@ def _flatten(obj: Any) -> list[Any]:
     return [obj]
 
 
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
 # --------------------------------------------------------------------------- section builders
 
 
@@ -353,7 +347,7 @@ class _Builder:
         s = self.section("model", "Model")
         rows = summary.summary_rows()
         s.table(["field", "value"], [[r["field"], r["value"]] for r in rows])
-        meta = _get(summary, "metadata") or {}
+        meta = summary.metadata
         if meta:
             s.table(["key", "value"], [[k, v] for k, v in meta.items()], caption="Metadata")
 
@@ -492,50 +486,32 @@ class _Builder:
             "int8 with accuracy control",
             lead="The float baseline is measured, every quantizable op is quantized, and if the "
             "drop exceeds the limit the ops with the largest measured impact are reverted to "
-            "float — as few as needed.",
+            "float, as few as needed (ranked search, not one evaluation per op).",
         )
-        base, quant, final = (
-            _get(res, k) for k in ("baseline_metric", "quantized_metric", "final_metric")
-        )
-        s.table(
-            ["float baseline", "all int8", "final", "drop", "evaluations", "seconds"],
-            [
-                [
-                    base,
-                    quant,
-                    final,
-                    _get(res, "drop"),
-                    _get(res, "evaluations"),
-                    _get(res, "seconds"),
-                ]
-            ],
-        )
-        reverted = _get(res, "reverted_nodes") or ()
-        if isinstance(reverted, Mapping):
-            rrows = [[k, v] for k, v in reverted.items()]
-        else:
-            rrows = [list(r) if isinstance(r, (list, tuple)) else [r, ""] for r in reverted]
-        if rrows:
-            s.table(["reverted to float", "measured gain"], rrows, caption="Reverted ops, in order")
-        else:
-            s.text("No op had to be reverted: the fully quantized model meets the limit.")
-        ranking = _get(res, "ranking") or {}
-        if isinstance(ranking, Mapping) and ranking:
-            from .viz.plots import ranking_plot
-
-            names = {str(r[0]) for r in rrows}
-            vals = {
-                str(k): float(v) if not isinstance(v, Mapping) else float(next(iter(v.values())))
-                for k, v in ranking.items()
-            }
-            fig = ranking_plot(
-                vals,
-                "Impact of quantizing each op on the metric",
-                "metric impact",
-                highlight=names,
-                highlight_label="reverted",
+        if res.reverted_nodes:
+            s.text(
+                f"The fully quantized model scored {res.quantized_metric:.4g} against a float "
+                f"baseline of {res.baseline_metric:.4g}; reverting {len(res.reverted_nodes)} "
+                f"op(s) brought it to {res.final_metric:.4g} (drop {res.drop:.4g}, "
+                f"{res.drop_type}, limit {res.max_drop:.4g}) in {res.evaluations} evaluation(s)."
             )
-            s.figure(fig, "Ops ranked by measured impact; reverted ones in red", self.prefix())
+        else:
+            s.text(
+                f"No op had to be reverted: all int8 scores {res.final_metric:.4g} against a "
+                f"float baseline of {res.baseline_metric:.4g} (drop {res.drop:.4g}, limit "
+                f"{res.max_drop:.4g})."
+            )
+        self.rows_table(s, res.summary_rows())
+        self.rows_table(
+            s,
+            [{"node": n, "measured gain": g} for n, g in res.reverted_nodes],
+            "Reverted to float, in order",
+        )
+        self.rows_table(s, [dict(h) for h in res.history], "Evaluations of the search")
+        if res.ranking:
+            s.figure(
+                res.plot(), "Ops ranked by measured impact; reverted ones in red", self.prefix()
+            )
 
     # -- devices
     def affinity(self, aff: Any) -> None:
