@@ -253,3 +253,17 @@ def test_cli_explore(tmp_path):
     png = out.with_suffix(".png").read_bytes()
     assert png.startswith(b"\x89PNG")
     assert main(["explore", model, "--variants", "f32", "--validation", "nope"]) == 2
+
+
+def test_same_thread_settings_for_every_backend(demo_cnn):
+    from workbench.explore import thread_settings
+    from workbench.runtime import open_runner
+    from workbench.runtime import ort as ort_backend
+
+    before = ort_backend.INTRA_OP_THREADS
+    with thread_settings(1):
+        ort_run = open_runner(demo_cnn, "cpu")
+        ov_run = open_runner(demo_cnn, "openvino:CPU")
+    assert ort_run.session.get_session_options().intra_op_num_threads == 1
+    assert int(ov_run.compiled.get_property("INFERENCE_NUM_THREADS")) == 1
+    assert before == ort_backend.INTRA_OP_THREADS

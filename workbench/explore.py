@@ -11,11 +11,12 @@ carrying the error — never a crash, never a stand-in model. With a Dask ``clie
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import pickle
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -395,6 +396,32 @@ class Timing:
     rounds: int = 3
     warmup: int = 3
     items: int = 8
+    threads: int | None = None  # intra-op threads for every backend (None: their defaults)
+
+
+@contextlib.contextmanager
+def thread_settings(threads: int | None) -> Iterator[None]:
+    """Give every ORT session and OpenVINO compiled model ``threads`` threads meanwhile."""
+    if threads is None:
+        yield
+        return
+    from .runtime import ort as ort_backend
+
+    knobs: list[tuple[Any, str]] = [(ort_backend, "INTRA_OP_THREADS")]
+    try:
+        from .runtime import openvino as ov_backend
+
+        knobs.append((ov_backend, "INFERENCE_NUM_THREADS"))
+    except ImportError:
+        pass
+    saved = [getattr(mod, attr) for mod, attr in knobs]
+    for mod, attr in knobs:
+        setattr(mod, attr, int(threads))
+    try:
+        yield
+    finally:
+        for (mod, attr), value in zip(knobs, saved, strict=True):
+            setattr(mod, attr, value)
 
 
 def measure_device(
@@ -413,7 +440,7 @@ def measure_device(
     the model as stored) share one accuracy evaluation and one timing, and say so in ``notes``.
     Timings interleave the variants round by round so slow drift hits all of them alike.
     """
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), thread_settings(timing.threads):
         # the study reports requested vs ran per record; explore warns once at the end
         warnings.simplefilter("ignore", PrecisionWarning)
         return _measure_device(models, builds, device, hints, dataset, validation_fn, timing, step)
@@ -619,6 +646,7 @@ def explore(
     rounds: int = 3,
     warmup: int = 3,
     bench_items: int = 8,
+    threads: int | None = None,
 ) -> Study:
     """Sweep ``variants`` × ``hints`` × ``devices``: accuracy and latency of each combination.
 
@@ -626,7 +654,8 @@ def explore(
     int8 unless ``calibration_dataset`` is given and feed the benchmarks (first
     ``bench_items``). ``variants`` are names from :data:`VARIANTS` or ``(name, fn)`` pairs with
     ``fn(model) -> model``. ``max_drop`` bounds the metric drop of ``mixed`` and ``int8-ac``.
-    Latency: ``rounds`` interleaved rounds totalling ``min_time`` s per measured setting.
+    Latency: ``rounds`` interleaved rounds totalling ``min_time`` s per measured setting, every
+    session with the same ``threads`` (None: each backend's default, also the same for all).
     ``client``: a ``dask.distributed.Client``; (variant, device) jobs then run on its workers.
     """
     from .devices.registry import resolve_device
@@ -637,13 +666,17 @@ def explore(
     ds = as_dataset(dataset, "explore dataset")
     # validation_fn gets the caller's object unchanged (a list stays a list)
     user_ds = dataset
-    calib = as_dataset(calibration_dataset, "calibration dataset") if calibration_dataset else ds
+    calib = (
+        ds
+        if calibration_dataset is None
+        else as_dataset(calibration_dataset, "calibration dataset")
+    )
     if not callable(validation_fn):
         raise InputError(f"validation_fn must be callable, got {type(validation_fn).__name__}")
     specs = _check_variants(variants)
     hint_objs = _unique([as_hint(h) for h in (hints or DEFAULT_HINTS)], key=lambda h: h.label)
     devs = _unique([resolve_device(d) for d in (devices or ("cpu",))], key=lambda d: d.name)
-    timing = Timing(min_time=min_time, rounds=rounds, warmup=warmup, items=bench_items)
+    timing = Timing(min_time, rounds, warmup, bench_items, threads)
 
     models, builds = build_variants(proto, specs, ds, validation_fn, calib, max_drop)
     build_of = {b.variant: b for b in builds}
