@@ -177,6 +177,7 @@ def _add_explore(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", nargs="+", default=["cpu"])
     p.add_argument("--max-drop", type=float, default=0.01, help="for mixed and int8-ac")
     p.add_argument("--min-time", type=float, default=0.6, help="timing seconds per setting")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads for every run")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address to run jobs on")
     p.add_argument("-o", "--output", type=Path, default=Path("study.json"))
 
@@ -234,6 +235,7 @@ def _cmd_explore(args: argparse.Namespace) -> int:
             client=client,
             max_drop=args.max_drop,
             min_time=args.min_time,
+            threads=args.threads,
         )
     finally:
         if client is not None:
