@@ -1,0 +1,667 @@
+"""Automatic mixed precision: the largest set of nodes that can run in float16/bfloat16.
+
+The search, cheapest evidence first:
+
+1. **Ranges** — one instrumented fp32 pass records every float tensor's range on the dataset.
+   A node reading or writing a value beyond the target type's range (or mostly below its
+   smallest normal) stays float32 up front. This is decided from the measured fp32 values, not
+   from a run of the converted model: ONNX Runtime on CPU computes most f16 ops in f32 behind
+   inserted casts and would hide the overflow.
+2. **All candidates** — one full evaluation with everything else converted. Often enough.
+3. **Sensitivity** — otherwise a rounding probe (one session, see ``_instrument``) measures,
+   by adaptive group testing, how far the outputs move when a node's inputs, weights and
+   outputs are rounded to the target type while the rest stays fp32. Nodes are ranked by that
+   contribution.
+4. **Search** — full evaluations over "how many of the most sensitive nodes stay float":
+   start at the count the probe predicts, gallop, then bisect, so evaluations grow like
+   ``log N``; the remaining budget re-tries kept nodes in halving groups.
+
+Every candidate model is built by :func:`workbench.precision.float16.convert_float16` with the
+kept-float set as ``block_nodes``; nothing here converts types itself.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..data import Dataset, as_dataset
+from ..errors import InputError, WorkbenchError
+from ..metrics import max_abs_error, within_tolerance
+from ..model import ensure_node_names, iter_graphs, load_model
+from ..progress import check_cancelled, quiet, task
+from ..results import Result, html_table
+from ..runtime import call_validation, open_runner
+from ._instrument import TensorRange, rounding_probe, tensor_ranges
+
+Feeds = dict[str, np.ndarray]
+
+#: largest finite value and smallest normal value of each target type
+_LIMITS: dict[str, tuple[float, float]] = {
+    "float16": (65504.0, 2.0**-14),
+    "bfloat16": (3.3895313892515355e38, 1.1754943508222875e-38),
+}
+_DTYPE_ALIASES = {"f16": "float16", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
+#: default cap on full evaluations (the search itself needs ~2·log2(N); the rest refines)
+DEFAULT_MAX_EVALUATIONS = 40
+#: dataset items the rounding probe runs on (chosen with ``seed`` when there are more)
+PROBE_ITEMS = 2
+#: groups the probe may measure; splitting stops earlier once every group is below threshold
+PROBE_GROUPS = 64
+#: a probe group moving the outputs by less than this share of the tolerance is not split
+PROBE_THRESHOLD = 0.1
+#: a tensor with more than this share of its nonzero values below the smallest normal
+#: value of the target type counts as underflowing (flush to zero / subnormal precision)
+UNDERFLOW_SHARE = 0.5
+#: refinement (re-trying kept nodes in halving groups) only for kept sets up to this size
+REFINE_MAX_KEPT = 32
+#: metric drop allowed when validation_fn is given without max_drop
+DEFAULT_MAX_DROP = 0.01
+
+
+@dataclass(frozen=True)
+class MixedPrecisionResult(Result):
+    """Outcome of :func:`auto_mixed_precision`.
+
+    ``kept_float`` maps every float-computing node left in float32 to ``{"reason": ...,
+    "error": ...}`` (the measured value behind the decision: range, probe error in tolerance
+    units, or None when the converter decided). ``history`` lists each full evaluation.
+    """
+
+    model: onnx.ModelProto
+    dtype: str
+    kept_float: dict[str, dict[str, Any]]
+    converted: tuple[str, ...]
+    converted_fraction: float
+    evaluations: int
+    max_error: dict[str, float]
+    history: tuple[dict[str, Any], ...]
+    sensitivity: dict[str, float] = field(default_factory=dict)
+    criterion: str = ""
+    baseline_metric: float | None = None
+    metric: float | None = None
+    seconds: float = 0.0
+    notes: tuple[str, ...] = ()
+
+    _summary_exclude = ("model", "kept_float", "converted", "history", "sensitivity")
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        total = len(self.converted) + len(self.kept_float)
+        rows: list[dict[str, Any]] = [
+            {"field": "dtype", "value": self.dtype},
+            {
+                "field": "converted",
+                "value": f"{self.converted_fraction:.1%} ({len(self.converted)} of {total} "
+                "float nodes)",
+            },
+            {"field": "kept float", "value": len(self.kept_float)},
+            {"field": "criterion", "value": self.criterion},
+            {"field": "evaluations", "value": self.evaluations},
+            {
+                "field": "max error",
+                "value": ", ".join(f"{k}: {v:.3g}" for k, v in self.max_error.items()),
+            },
+            {"field": "seconds", "value": f"{self.seconds:.2f}"},
+        ]
+        if self.baseline_metric is not None:
+            rows.insert(
+                4, {"field": "metric", "value": f"{self.baseline_metric:.6g} → {self.metric:.6g}"}
+            )
+        rows += [{"field": "note", "value": n} for n in self.notes]
+        return rows
+
+    def kept_rows(self) -> list[dict[str, Any]]:
+        """One row per kept-float node, most sensitive first."""
+        order = sorted(self.kept_float, key=lambda k: (-self.sensitivity.get(k, -1.0), k))
+        return [
+            {
+                "node": k,
+                "reason": self.kept_float[k]["reason"],
+                "error": self.kept_float[k]["error"],
+            }
+            for k in order
+        ]
+
+    def sensitivity_plot(self, top: int = 20):
+        """Bar chart of the most sensitive nodes (probe error in tolerance units); kept-float
+        nodes in red."""
+        from ..viz.plots import ranking_plot
+
+        return ranking_plot(
+            self.sensitivity,
+            title=f"{self.dtype} sensitivity (top {top})",
+            xlabel="output error when only this node is rounded (× tolerance)",
+            top=top,
+            highlight=frozenset(self.kept_float),
+            highlight_label="kept float",
+        )
+
+    def _repr_html_(self) -> str:
+        parts = [html_table(self.summary_rows(), title="MixedPrecisionResult")]
+        if self.kept_float:
+            parts.append(html_table(self.kept_rows(), title="Kept in float32"))
+        if self.history:
+            parts.append(html_table(list(self.history), title="Evaluations"))
+        if self.sensitivity:
+            from ..viz.plots import figure_data_uri
+
+            uri = figure_data_uri(self.sensitivity_plot())
+            parts.append(f'<img alt="sensitivity" src="{uri}"/>')
+        return "<div>" + "".join(parts) + "</div>"
+
+    def __str__(self) -> str:
+        return "\n".join(f"{r['field']:>12}: {r['value']}" for r in self.summary_rows())
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _normalize_dtype(dtype: str) -> str:
+    d = str(dtype).strip().lower()
+    d = _DTYPE_ALIASES.get(d, d)
+    if d not in _LIMITS:
+        raise InputError(f"dtype must be 'float16' or 'bfloat16', got {dtype!r}")
+    return d
+
+
+def _top_level_owner(model: onnx.ModelProto) -> dict[str, str]:
+    """Node name → name of its main-graph ancestor (itself for main-graph nodes)."""
+    owner: dict[str, str] = {}
+    for node in model.graph.node:
+        owner[node.name] = node.name
+        for attr in node.attribute:
+            subs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+            for sub in subs:
+                for g in iter_graphs(sub):
+                    for inner in g.node:
+                        owner[inner.name] = node.name
+    return owner
+
+
+def _range_verdict(
+    node: onnx.NodeProto, ranges: dict[str, TensorRange], dtype: str
+) -> tuple[str, float] | None:
+    """(reason, measured value) when a tensor of ``node`` does not fit ``dtype``, else None."""
+    biggest, smallest_normal = _LIMITS[dtype]
+    worst: tuple[str, float] | None = None
+    for role, names in (("input", node.input), ("output", node.output)):
+        for name in names:
+            r = ranges.get(name)
+            if r is None or r.nonzero == 0:
+                continue
+            if r.max_abs > biggest:
+                return (
+                    f"overflow: {role} {name!r} reaches |x| = {r.max_abs:.4g} in fp32, beyond "
+                    f"{dtype}'s max {biggest:.6g}",
+                    r.max_abs,
+                )
+            share = r.tiny / r.nonzero
+            if worst is None and share > UNDERFLOW_SHARE:
+                worst = (
+                    f"underflow: {share:.0%} of the nonzero values of {role} {name!r} are below "
+                    f"{dtype}'s smallest normal {smallest_normal:.3g} (min {r.min_nonzero:.3g})",
+                    r.min_nonzero,
+                )
+    return worst
+
+
+def _tolerance_ratio(x: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> float:
+    """max |x − ref| / (atol + rtol·|ref|): ≤ 1 means within tolerance; inf for NaN/inf/shape."""
+    a = np.asarray(x, dtype=np.float64)
+    b = np.asarray(ref, dtype=np.float64)
+    if a.shape != b.shape or not np.all(np.isfinite(a)):
+        return math.inf
+    if a.size == 0:
+        return 0.0
+    denom = atol + rtol * np.abs(b)
+    diff = np.abs(a - b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(diff == 0, 0.0, diff / denom)
+    return float(np.max(r))
+
+
+@dataclass
+class _Evaluation:
+    accepted: bool
+    ratio: float | None  # tolerance ratio of the real run (tolerance mode)
+    simulated: float | None  # same for the rounding simulation (or its metric)
+    metric: float | None  # validation metric of the real run (validation mode)
+    max_error: dict[str, float]
+    failure: str = ""
+
+
+class _Probe:
+    """The rounding probe over the main-graph owners of the candidates, with its references."""
+
+    def __init__(self, model: onnx.ModelProto, probed: list[str], feeds: list[Feeds], dtype: str):
+        self.probed = probed
+        self.index = {name: i for i, name in enumerate(probed)}
+        self.run = rounding_probe(model, probed, dtype)
+        self.refs = [self.run(self.mask(()), fd) for fd in feeds]
+
+    def mask(self, owners: Iterable[str]) -> np.ndarray:
+        m = np.zeros(len(self.probed), bool)
+        for o in owners:
+            if o in self.index:
+                m[self.index[o]] = True
+        return m
+
+    def runner(self, mask: np.ndarray) -> Callable[[Feeds], dict[str, np.ndarray]]:
+        """``run(feeds)`` of the simulated model (for validation_fn)."""
+        return lambda feeds: self.run(mask, feeds)
+
+
+# --------------------------------------------------------------------------- the search
+
+
+class _Search:
+    """State of one auto_mixed_precision call: reference outputs, judge, cache and history.
+
+    A candidate is accepted only if both the real converted model (ONNX Runtime) and the
+    rounding simulation (every converted node's inputs, weights and outputs rounded) meet the
+    criterion: ORT on CPU computes most float16 nodes in float32 and would otherwise accept
+    precision the model loses on hardware that really computes in float16.
+    """
+
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        data: Any,
+        feeds: list[Feeds],
+        dtype: str,
+        validation_fn: Callable[[Any, Any], Any] | None,
+        rtol: float,
+        atol: float,
+        max_drop: float,
+        fixed_block: Sequence[str],
+        candidates: Sequence[str],
+        owner: dict[str, str],
+    ):
+        self.model = model
+        self.data = data
+        self.feeds = feeds
+        self.dtype = dtype
+        self.validation_fn = validation_fn
+        self.rtol, self.atol, self.max_drop = rtol, atol, max_drop
+        self.fixed_block = tuple(fixed_block)
+        self.candidates = list(candidates)
+        self.owner = owner
+        self.cache: dict[frozenset[str], _Evaluation] = {}
+        self.history: list[dict[str, Any]] = []
+        self.probe: _Probe | None = None
+        runner = open_runner(model, "cpu")
+        try:
+            self.output_names = list(runner.output_names)
+            self.reference = [runner(f) for f in feeds]
+            self.baseline = (
+                call_validation(validation_fn, runner, data) if validation_fn is not None else None
+            )
+        finally:
+            runner.close()
+        if self.candidates:
+            order = [n.name for n in model.graph.node]
+            owners = {owner[c] for c in self.candidates}
+            self.probe = _Probe(model, [n for n in order if n in owners], feeds, dtype)
+
+    def build(self, kept: Iterable[str]) -> onnx.ModelProto:
+        from .float16 import convert_float16
+
+        block = sorted(set(self.fixed_block) | set(kept))
+        with quiet():
+            return convert_float16(
+                self.model, dtype=self.dtype, keep_io_types=True, block_nodes=tuple(block)
+            )
+
+    def _compare(
+        self, outputs: Iterable[dict[str, np.ndarray]]
+    ) -> tuple[bool, float, dict[str, float]]:
+        """(all within tolerance, worst tolerance ratio, max abs error per output) vs fp32."""
+        max_err = dict.fromkeys(self.output_names, 0.0)
+        ratio, ok = 0.0, True
+        for outs, ref in zip(outputs, self.reference, strict=True):
+            for name in self.output_names:
+                a, b = outs[name], ref[name]
+                err = max_abs_error(a, b) if a.shape == b.shape else math.inf
+                max_err[name] = max(max_err[name], err if math.isfinite(err) else math.inf)
+                ratio = max(ratio, _tolerance_ratio(a, b, self.rtol, self.atol))
+                ok = ok and within_tolerance(a, b, self.rtol, self.atol)
+        return ok, ratio, max_err
+
+    def measure(self, model: onnx.ModelProto, kept: Sequence[str]) -> _Evaluation:
+        """Judge the candidate: real run in ONNX Runtime and the rounding simulation."""
+        try:
+            runner = open_runner(model, "cpu")
+        except WorkbenchError as e:  # a candidate ORT cannot load is a rejected candidate
+            return _Evaluation(False, None, None, None, {}, f"ONNX Runtime rejected it: {e}")
+        assert self.probe is not None
+        converted = set(self.candidates) - set(kept)
+        mask = self.probe.mask({self.owner[c] for c in converted})
+        try:
+            ok, ratio, max_err = self._compare(runner(fd) for fd in self.feeds)
+            if self.validation_fn is None:
+                sim_ok, sim_ratio, _ = self._compare(self.probe.run(mask, fd) for fd in self.feeds)
+                return _Evaluation(ok and sim_ok, ratio, sim_ratio, None, max_err)
+            metric = call_validation(self.validation_fn, runner, self.data)
+            sim = call_validation(self.validation_fn, self.probe.runner(mask), self.data)
+            assert self.baseline is not None
+            worst = min(metric, sim)
+            accepted = self.baseline - worst <= self.max_drop + 1e-12
+            return _Evaluation(accepted, None, sim, metric, max_err)
+        finally:
+            runner.close()
+
+    def evaluate(self, kept: Sequence[str], phase: str, bar: Any) -> _Evaluation:
+        key = frozenset(kept)
+        if key in self.cache:
+            return self.cache[key]
+        check_cancelled()
+        result = self.measure(self.build(kept), kept)
+        self.cache[key] = result
+        entry: dict[str, Any] = {
+            "evaluation": len(self.history) + 1,
+            "phase": phase,
+            "kept_float": len(kept),
+            "error": max(result.max_error.values(), default=math.inf),
+            "tolerance_ratio": result.ratio,
+            "metric": result.metric,
+            "simulated": result.simulated,
+            "accepted": result.accepted,
+        }
+        if result.failure:
+            entry["failure"] = result.failure
+        self.history.append(entry)
+        if result.metric is not None:
+            what = f"metric {result.metric:.4g} (simulated {result.simulated:.4g})"
+        elif result.ratio is not None:
+            what = f"error {result.ratio:.3g}× tol (simulated {result.simulated:.3g}×)"
+        else:
+            what = "rejected"
+        bar.update(postfix=f"eval {entry['evaluation']}: {len(kept)} searched kept float, {what}")
+        return result
+
+
+def _probe_sensitivity(
+    probe: _Probe, feeds: list[Feeds], items: list[int], rtol: float, atol: float
+) -> tuple[dict[str, float], int]:
+    """Per-node output error (tolerance units) with only that node rounded.
+
+    Adaptive group testing over the graph order: a group whose rounding moves the outputs by
+    more than PROBE_THRESHOLD is split in halves, largest effect first; a group below it shares
+    its effect evenly. Returns (node → score, groups measured).
+    """
+    n = len(probe.probed)
+
+    def effect(lo: int, hi: int) -> float:
+        check_cancelled()
+        mask = np.zeros(n, bool)
+        mask[lo:hi] = True
+        worst = 0.0
+        for i in items:
+            outs, ref = probe.run(mask, feeds[i]), probe.refs[i]
+            for name, b in ref.items():
+                if np.asarray(b).dtype.kind == "f":
+                    worst = max(worst, _tolerance_ratio(outs[name], b, rtol, atol))
+            if hi - lo > 1 and worst > PROBE_THRESHOLD:
+                break  # the group gets split anyway: its exact size does not matter
+        return worst
+
+    scores: dict[str, float] = {}
+    measured = 1
+    heap: list[tuple[float, int, int, float]] = []
+    root = effect(0, n)
+    heapq.heappush(heap, (-root, 0, n, root))
+    while heap:
+        _, lo, hi, e = heapq.heappop(heap)
+        if hi - lo == 1 or e <= PROBE_THRESHOLD or measured + 2 > PROBE_GROUPS:
+            share = e / (hi - lo) if math.isfinite(e) else e
+            for i in range(lo, hi):
+                scores[probe.probed[i]] = share
+            continue
+        mid = (lo + hi) // 2
+        for a, b in ((lo, mid), (mid, hi)):
+            sub = effect(a, b)
+            measured += 1
+            heapq.heappush(heap, (-sub, a, b, sub))
+    return scores, measured
+
+
+def _predict_kept(ranked: list[str], scores: dict[str, float]) -> int:
+    """Smallest k (≥ 1) such that the rest's probe errors, added in quadrature (independent
+    rounding errors), fit the tolerance."""
+    tail = 0.0
+    suffix = [0.0] * (len(ranked) + 1)
+    for i in range(len(ranked) - 1, -1, -1):
+        tail += min(scores.get(ranked[i], 0.0), 1e30) ** 2
+        suffix[i] = tail
+    for k in range(len(ranked) + 1):
+        if suffix[k] <= 1.0:
+            return max(k, 1)
+    return len(ranked)
+
+
+def auto_mixed_precision(
+    model: onnx.ModelProto | str | os.PathLike[str],
+    dataset: Dataset | Iterable[Any],
+    dtype: str = "float16",
+    validation_fn: Callable[[Any, Any], Any] | None = None,
+    rtol: float = 1e-2,
+    atol: float = 1e-3,
+    max_drop: float | None = None,
+    max_evaluations: int | None = None,
+    seed: int = 0,
+) -> MixedPrecisionResult:
+    """Convert as many nodes as possible to ``dtype`` while outputs stay close to fp32.
+
+    Without ``validation_fn``: every output on every dataset item within ``rtol``/``atol`` of
+    fp32. With it: ``validation_fn(run, dataset)`` (higher is better, ``dataset`` passed as
+    given) drops by at most ``max_drop`` (default 0.01). ``dataset`` is a
+    :class:`workbench.Dataset` (its ``feeds()`` feed the model) or a list of feeds dicts.
+    ``max_evaluations`` caps full-model evaluations (default 40). Deterministic for a given
+    model, dataset and ``seed`` (which picks the probe's items).
+    """
+    start = time.perf_counter()
+    dtype = _normalize_dtype(dtype)
+    if rtol < 0 or atol < 0:
+        raise InputError(f"rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
+    if validation_fn is None and max_drop is not None:
+        raise InputError(
+            "max_drop needs a validation_fn(run, dataset) -> float to measure the drop"
+        )
+    if validation_fn is not None and not callable(validation_fn):
+        raise InputError(f"validation_fn must be callable, got {type(validation_fn).__name__}")
+    drop = DEFAULT_MAX_DROP if max_drop is None else float(max_drop)
+    if max_evaluations is not None and max_evaluations < 0:
+        raise InputError(f"max_evaluations must be >= 0, got {max_evaluations}")
+    budget = DEFAULT_MAX_EVALUATIONS if max_evaluations is None else int(max_evaluations)
+
+    from .float16 import convertible_nodes
+
+    named = ensure_node_names(load_model(model))
+    ds = as_dataset(dataset)
+    feeds = list(ds.feeds())
+    notes: list[str] = []
+    criterion = (
+        f"outputs within rtol={rtol:g}, atol={atol:g} of fp32 on {len(feeds)} items"
+        if validation_fn is None
+        else f"{getattr(validation_fn, '__name__', 'validation_fn')} drops by ≤ {drop:g}"
+    )
+
+    owner = _top_level_owner(named)
+    with quiet():
+        # node touching float32 → None (the converter would convert it) or why it stays float
+        verdicts = convertible_nodes(named, dtype)
+    float_nodes = list(verdicts)
+    kept: dict[str, dict[str, Any]] = {}
+    for name, reason in verdicts.items():
+        if reason is not None:
+            kept[name] = {"reason": f"converter: {reason}", "error": None}
+
+    with task(f"mixed precision ({dtype})", total=None) as bar:
+        # 1. ranges (fp32): overflow / underflow decided from measured values
+        ranges = tensor_ranges(named, feeds, tiny=_LIMITS[dtype][1])
+        bar.update(postfix="fp32 ranges")
+        by_name = {n.name: n for g in iter_graphs(named.graph) for n in g.node}
+        candidates: list[str] = []
+        for name in float_nodes:
+            if name in kept:
+                continue
+            verdict = _range_verdict(by_name[name], ranges, dtype)
+            if verdict is None and owner.get(name, name) != name:
+                # inside control flow: judged by the enclosing node's inputs and outputs too
+                verdict = _range_verdict(by_name[owner[name]], ranges, dtype)
+            if verdict is not None:
+                kept[name] = {"reason": verdict[0], "error": verdict[1]}
+            else:
+                candidates.append(name)
+
+        search = _Search(
+            named, dataset, feeds, dtype, validation_fn, rtol, atol, drop, list(kept),
+            candidates, owner,
+        )  # fmt: skip
+        sensitivity: dict[str, float] = {}
+        ranked: list[str] = []
+        hi_set: list[str] = list(candidates)  # smallest accepted kept set found so far
+        if not candidates:
+            notes.append(f"no node can run in {dtype}: the model is returned unchanged")
+        elif budget == 0:
+            notes.append("max_evaluations=0: no candidate evaluated; the model stays float32")
+        else:
+            first = search.evaluate([], "all candidates", bar)
+            if first.accepted:
+                hi_set = []
+            else:
+                sensitivity, ranked = _rank(search, feeds, rtol, atol, seed)
+                bar.update(postfix="sensitivity probe")
+                hi_set = _search_kept(search, ranked, sensitivity, budget, bar, notes)
+
+        final_kept = list(hi_set)
+        for name in final_kept:
+            score = sensitivity.get(name)
+            rank = ranked.index(name) + 1 if name in ranked else None
+            reason = (
+                f"sensitive: rank {rank} of {len(ranked)}; rounding it alone moves the outputs "
+                f"{score:.3g}× the tolerance"
+                if rank is not None and score is not None
+                else "kept by the search"
+            )
+            kept[name] = {"reason": reason, "error": score}
+        if len(final_kept) == len(candidates):
+            final_model = named
+            zero = dict.fromkeys(search.output_names, 0.0)
+            final_eval = _Evaluation(True, 0.0, 0.0, search.baseline, zero)
+            converted: tuple[str, ...] = ()
+        else:
+            final_model = search.build(final_kept)
+            final_eval = search.cache.get(frozenset(final_kept)) or search.measure(
+                final_model, final_kept
+            )
+            converted = tuple(n for n in float_nodes if n not in kept)
+
+    total = len(float_nodes)
+    result = MixedPrecisionResult(
+        model=final_model,
+        dtype=dtype,
+        kept_float={k: kept[k] for k in float_nodes if k in kept},
+        converted=converted,
+        converted_fraction=(len(converted) / total) if total else 0.0,
+        evaluations=len(search.history),
+        max_error=final_eval.max_error,
+        history=tuple(search.history),
+        sensitivity=sensitivity,
+        criterion=criterion,
+        baseline_metric=search.baseline,
+        metric=final_eval.metric if validation_fn is not None else None,
+        seconds=time.perf_counter() - start,
+        notes=tuple(notes),
+    )
+    return result
+
+
+def _rank(
+    search: _Search, feeds: list[Feeds], rtol: float, atol: float, seed: int
+) -> tuple[dict[str, float], list[str]]:
+    """Probe sensitivities (main-graph nodes; subgraph nodes inherit their owner's) and the
+    ranking, most sensitive first, ties in graph order."""
+    if len(feeds) > PROBE_ITEMS:
+        pick = np.random.default_rng(seed).choice(len(feeds), PROBE_ITEMS, replace=False)
+        items = sorted(int(i) for i in pick)
+    else:
+        items = list(range(len(feeds)))
+    assert search.probe is not None
+    scores, _ = _probe_sensitivity(search.probe, feeds, items, rtol, atol)
+    sensitivity = {c: float(scores.get(search.owner[c], 0.0)) for c in search.candidates}
+    position = {c: i for i, c in enumerate(search.candidates)}
+    ranked = sorted(search.candidates, key=lambda c: (-sensitivity[c], position[c]))
+    return sensitivity, ranked
+
+
+def _search_kept(
+    search: _Search,
+    ranked: list[str],
+    sensitivity: dict[str, float],
+    budget: int,
+    bar: Any,
+    notes: list[str],
+) -> list[str]:
+    """Smallest accepted "top-k most sensitive stay float" set, then refinement."""
+    m = len(ranked)
+    lo, hi = 0, m  # k=lo rejected (evaluated), k=hi accepted (k=m is fp32: no evaluation)
+
+    def left() -> int:
+        return budget - len(search.history)
+
+    def try_k(k: int, phase: str) -> bool:
+        return search.evaluate(ranked[:k], phase, bar).accepted
+
+    k = min(_predict_kept(ranked, sensitivity), m)
+    step = k
+    # gallop upwards from the prediction until accepted
+    while k < hi and left() > 0:
+        if try_k(k, "gallop"):
+            hi = k
+            break
+        lo = k
+        step *= 2
+        k = min(lo + step, hi)
+    # bisect between the last rejected and the first accepted count
+    while hi - lo > 1 and left() > 0:
+        mid = (lo + hi) // 2
+        if try_k(mid, "bisect"):
+            hi = mid
+        else:
+            lo = mid
+    if hi - lo > 1:
+        notes.append(
+            f"evaluation budget ({budget}) used up before the search converged; "
+            f"{hi} nodes kept float where {lo + 1} might do"
+        )
+    kept = list(ranked[:hi])
+    # refinement: give kept nodes back to dtype in halving groups, least sensitive first
+    known_needed = {ranked[hi - 1]} if 0 < hi == lo + 1 else set()
+    size = len(kept)
+    # a few tries only, and only for small kept sets: big ones rarely shrink by halves
+    tries = math.ceil(math.log2(len(kept) + 1)) if len(kept) <= REFINE_MAX_KEPT else 0
+    stop = len(search.history) + tries
+
+    def left() -> int:  # noqa: F811 - refinement has its own, smaller budget
+        return min(budget, stop) - len(search.history)
+
+    while size > 1 and left() > 0:
+        size = (size + 1) // 2
+        pool = [n for n in reversed(kept) if n not in known_needed]
+        for i in range(0, len(pool), size):
+            group = set(pool[i : i + size])
+            trial = [n for n in kept if n not in group]
+            if not trial or left() <= 0:
+                continue  # converting every candidate was evaluation 1
+            if search.evaluate(trial, "refine", bar).accepted:
+                kept = trial
+    return kept
