@@ -211,7 +211,7 @@ def test_dataset_passed_unchanged_and_cancellable(demo_cnn, small_data):
             )
 
 
-def test_dask_cluster_matches_local(demo_cnn, small_data):
+def test_dask_cluster_matches_local(demo_cnn, small_data, tmp_path):
     distributed = pytest.importorskip("distributed")
     kw = dict(
         variants=("f32", ("pruned", pruned)),
@@ -227,6 +227,14 @@ def test_dask_cluster_matches_local(demo_cnn, small_data):
         distributed.Client(cluster) as client,
     ):
         remote = wb.explore(demo_cnn, small_data, wb.demo.accuracy, client=client, **kw)
+        # the CLI reaches the same cluster by its scheduler address
+        from workbench.cli import main
+
+        out = tmp_path / "remote.json"
+        model = str(wb.demo.demo_model_path("cnn"))
+        args = ["explore", model, "--variants", "f32", "--hints", "accuracy", "--min-time", "0.03"]
+        assert main([*args, "--scheduler", cluster.scheduler_address, "-o", str(out)]) == 0
+        assert [r.ok for r in Study.load(out).records] == [True]
 
     def key(s):
         return [
