@@ -206,7 +206,7 @@ def external_data_escaping(directory: Path) -> Path:
 
 
 def outlier_channel_cnn(seed: int = 0) -> onnx.ModelProto:
-    """x[N,1,8,8] in [0,1] → Conv/Relu ×2 → GlobalAveragePool → Flatten → Gemm → y[N,4].
+    """x[N,1,8,8] in [0,1] → Conv/Relu ×2 → MaxPool → Flatten → Gemm → y[N,4].
 
     ``conv1``'s output channel 7 has weights ~500× larger than the others (all negative, so on
     non-negative inputs the channel is dead after Relu and never widens the activation range).
@@ -285,6 +285,38 @@ def _balance_classes(model: onnx.ModelProto, x: np.ndarray) -> onnx.ModelProto:
             bias = numpy_helper.to_array(init) - logits.mean(0) / 1.0
             init.CopyFrom(tensor(bias_name, bias.astype(np.float32)))
     return model
+
+
+def conv_stack(size: int = 32, channels: int = 32, layers: int = 4, seed: int = 0):
+    """x[N,3,size,size] → ``layers`` × (Conv 3×3/Relu) → GlobalAveragePool → Flatten → Gemm.
+
+    Big enough that int8 kernels, not per-op overhead, decide latency (benchmarks).
+    """
+    r = rng(seed)
+    n = helper.make_node
+    inits, nodes, prev, cin = [], [], "x", 3
+    for i in range(layers):
+        w = r.standard_normal((channels, cin, 3, 3)) * np.sqrt(2.0 / (cin * 9))
+        inits += [
+            tensor(f"c{i}.w", w.astype(np.float32)),
+            tensor(f"c{i}.b", np.zeros(channels, np.float32)),
+        ]
+        nodes += [
+            n("Conv", [prev, f"c{i}.w", f"c{i}.b"], [f"a{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
+            n("Relu", [f"a{i}"], [f"r{i}"], name=f"relu{i}"),
+        ]
+        prev, cin = f"r{i}", channels
+    inits += [
+        tensor("fc.w", (r.standard_normal((10, channels)) * 0.3).astype(np.float32)),
+        tensor("fc.b", np.zeros(10, np.float32)),
+    ]
+    nodes += [
+        n("GlobalAveragePool", [prev], ["g"], name="gap"),
+        n("Flatten", ["g"], ["f"], name="flatten"),
+        n("Gemm", ["f", "fc.w", "fc.b"], ["y"], name="fc", transB=1),
+    ]
+    x, y = vi("x", F, ["N", 3, size, size]), vi("y", F, ["N", 10])
+    return make(nodes, [x], [y], inits, "conv_stack")
 
 
 def labelled_feeds(model: onnx.ModelProto, n: int, seed: int = 0, uniform: bool = False):

@@ -31,7 +31,13 @@ from ..errors import AccuracyNotReachedError, InputError
 from ..progress import quiet, task
 from ..results import Result, html_table
 from ..runtime import call_validation, open_runner
-from .int8 import DEFAULT_CALIBRATION, Int8Quantizer, quantized_nodes
+from .int8 import (
+    DEFAULT_CALIBRATION,
+    Int8Quantizer,
+    output_noise,
+    quantized_nodes,
+    run_outputs,
+)
 
 DROP_TYPES = ("absolute", "relative")
 
@@ -110,17 +116,6 @@ def _plot(result: AccuracyControlResult, top: int = 20) -> Any:
     )
 
 
-def _noise(outputs: list[list[np.ndarray]], reference: list[list[np.ndarray]]) -> float:
-    """Noise-to-signal power of ``outputs`` vs ``reference`` over all items and outputs."""
-    noise = signal = 0.0
-    for outs, refs in zip(outputs, reference, strict=True):
-        for o, r in zip(outs, refs, strict=True):
-            r64 = np.asarray(r, np.float64)
-            noise += float(np.sum((np.asarray(o, np.float64) - r64) ** 2))
-            signal += float(np.sum(r64**2))
-    return noise / max(signal, 1e-30)
-
-
 class _Search:
     """Evaluations with a cache keyed by the reverted set, and the drop arithmetic."""
 
@@ -192,18 +187,13 @@ def _ranking(
     """Measured impact of each candidate: output SQNR gain (dB) when it alone is reverted."""
     from ..progress import track
 
-    def outputs(model: onnx.ModelProto) -> list[list[np.ndarray]]:
-        runner = open_runner(model, "cpu")
-        try:
-            return [list(runner(f).values()) for f in feeds]
-        finally:
-            runner.close()
-
-    reference = outputs(quantizer.prepared)
-    full = _noise(outputs(quantizer.quantize(base_exclude)), reference)
+    reference = run_outputs(quantizer.prepared, feeds)
+    full = output_noise(run_outputs(quantizer.quantize(base_exclude), feeds), reference)
     impact: dict[str, float] = {}
     for name in track(candidates, "int8 ranking (revert one node)"):
-        noise = _noise(outputs(quantizer.quantize(base_exclude + (name,))), reference)
+        noise = output_noise(
+            run_outputs(quantizer.quantize(base_exclude + (name,)), feeds), reference
+        )
         impact[name] = 10.0 * math.log10((full + 1e-30) / (noise + 1e-30))
     return impact
 
