@@ -133,6 +133,13 @@ def test_pareto_on_synthetic_records():
     assert [r.variant for r in s.pareto(hint="accuracy")] == ["f"]
     assert [r.variant for r in pareto_front(recs[:3])] == ["b", "a"]
     assert pareto_front([]) == ()
+    # best within an accepted drop from the f32 baseline (0.99 here)
+    base = Study(records=(_rec("f32", 0.99, 10.0), *recs[1:]))
+    assert base.baseline() == 0.99
+    assert base.best(max_drop=0.01).variant == "b"
+    assert base.best(max_drop=0.1).variant == "d"
+    assert base.best(max_drop=0.0).variant == "f32"
+    assert Study(records=recs).best() is None  # no f32 record, no baseline
 
 
 def test_failing_variants_are_records(demo_cnn, small_data):

@@ -111,6 +111,28 @@ class Study(Result):
         ]
         return pareto_front(pool)
 
+    def baseline(self, device: str | None = None) -> float | None:
+        """Accuracy of the f32 variant (best over hints; on ``device`` if given)."""
+        accs = [
+            r.accuracy
+            for r in self.records
+            if r.ok and r.variant == "f32" and (device is None or r.device == device)
+        ]
+        return max(accs) if accs else None
+
+    def best(self, max_drop: float = 0.01, device: str | None = None) -> Record | None:
+        """The fastest record whose accuracy is within ``max_drop`` (absolute) of the f32
+        baseline — the answer to "what is fastest for the loss I accept". None without one."""
+        base = self.baseline(device)
+        if base is None:
+            return None
+        ok = [
+            r
+            for r in self.records
+            if r.ok and r.accuracy >= base - max_drop and (device is None or r.device == device)
+        ]
+        return min(ok, key=lambda r: (r.latency_ms, -r.accuracy), default=None)
+
     def to_dataframe(self) -> Any:
         """The records as a pandas DataFrame (plus a boolean ``pareto`` column)."""
         try:
