@@ -202,6 +202,134 @@ def external_data_escaping(directory: Path) -> Path:
 
 # ----------------------------------------------------------------------------- mixed precision (issue 5)
 
+
+def mixed_overflow_trap(seed: int = 0) -> onnx.ModelProto:
+    """Intermediates reach ~1.5e5 (> float16's 65504) while the output is ~10 in float32.
+
+    x[N,8] → fc0/Sigmoid (safe) → big_matmul/big_bias/big_relu (values 6e4…1.5e5) →
+    scale_down (×1e-4) → fc2/fc2_bias (safe) → y[N,4]. All constants fit float16, so only the
+    measured activations reveal the overflow; ONNX Runtime on CPU computes these ops in f32
+    and hides it.
+    """
+    r = rng(seed)
+    inits = [
+        tensor("w0", r.standard_normal((8, 8)).astype(np.float32) * 0.5),
+        tensor("w_big", (1.0e4 * (0.5 + r.random((8, 8)))).astype(np.float32)),
+        tensor("b_big", np.full(8, 5.0e4, np.float32)),
+        tensor("down", np.array(1.0e-4, np.float32)),
+        tensor("w2", r.standard_normal((8, 4)).astype(np.float32) * 0.3),
+        tensor("b2", r.standard_normal(4).astype(np.float32) * 0.1),
+    ]
+    n = helper.make_node
+    nodes = [
+        n("MatMul", ["x", "w0"], ["h0"], name="fc0"),
+        n("Sigmoid", ["h0"], ["h1"], name="sigmoid"),
+        n("MatMul", ["h1", "w_big"], ["h2"], name="big_matmul"),
+        n("Add", ["h2", "b_big"], ["h3"], name="big_bias"),
+        n("Relu", ["h3"], ["h4"], name="big_relu"),
+        n("Mul", ["h4", "down"], ["h5"], name="scale_down"),
+        n("MatMul", ["h5", "w2"], ["h6"], name="fc2"),
+        n("Add", ["h6", "b2"], ["y"], name="fc2_bias"),
+    ]
+    return make(nodes, [vi("x", F, ["N", 8])], [vi("y", F, ["N", 4])], inits, "overflow_trap")
+
+
+def mixed_all_safe(seed: int = 3) -> onnx.ModelProto:
+    """An MLP with moderate weights and outputs: every node is fine in float16."""
+    return mlp(in_features=8, hidden=16, out_features=4, seed=seed)
+
+
+def mixed_nothing_f16() -> onnx.ModelProto:
+    """Every float tensor after the input exceeds float16's range: no node can run in f16."""
+    inits = [
+        tensor("gain", np.array(3.0e4, np.float32)),
+        tensor("offset", np.array(7.0e4, np.float32)),
+    ]
+    n = helper.make_node
+    nodes = [
+        n("Mul", ["x", "gain"], ["a"], name="gain_mul"),
+        n("Add", ["a", "offset"], ["b"], name="offset_add"),
+        n("Relu", ["b"], ["c"], name="relu"),
+        n("ReduceSum", ["c"], ["y"], name="total", keepdims=1),
+    ]
+    return make(nodes, [vi("x", F, ["N", 8])], [vi("y", F, [1, 1])], inits, "nothing_f16")
+
+
+def _cancel_block(nodes: list, inits: list, prev: str, tag: str, offset: float) -> str:
+    """Clip(prev + offset) − offset: float16 rounding at |offset| wipes out the small signal.
+
+    Clip has a real float16 kernel on CPU, so the rounding happens in ONNX Runtime too.
+    """
+    n = helper.make_node
+    inits += [
+        tensor(f"{tag}.off", np.array(offset, np.float32)),
+        tensor(f"{tag}.min", np.array(-6.0e4, np.float32)),
+        tensor(f"{tag}.max", np.array(6.0e4, np.float32)),
+    ]
+    nodes += [
+        n("Add", [prev, f"{tag}.off"], [f"{tag}.hi"], name=f"{tag}_shift"),
+        n("Clip", [f"{tag}.hi", f"{tag}.min", f"{tag}.max"], [f"{tag}.cl"], name=f"{tag}_clip"),
+        n("Sub", [f"{tag}.cl", f"{tag}.off"], [f"{tag}.lo"], name=f"{tag}_unshift"),
+    ]
+    return f"{tag}.lo"
+
+
+def mixed_sensitive(seed: int = 0) -> onnx.ModelProto:
+    """MLP with one cancellation block (x + 2048 − 2048): its three nodes must stay float.
+
+    x[N,16] → fc1/relu → cancel_shift/cancel_clip/cancel_unshift → fc2/fc2_bias → y[N,4].
+    """
+    r = rng(seed)
+    inits = [
+        tensor("w1", r.standard_normal((16, 16)).astype(np.float32) * 0.3),
+        tensor("b1", r.standard_normal(16).astype(np.float32) * 0.1),
+        tensor("w2", r.standard_normal((16, 4)).astype(np.float32) * 0.3),
+        tensor("b2", r.standard_normal(4).astype(np.float32) * 0.1),
+    ]
+    n = helper.make_node
+    nodes = [
+        n("MatMul", ["x", "w1"], ["h0"], name="fc1"),
+        n("Add", ["h0", "b1"], ["h1"], name="fc1_bias"),
+        n("Relu", ["h1"], ["h2"], name="relu"),
+    ]
+    prev = _cancel_block(nodes, inits, "h2", "cancel", 2048.0)
+    nodes += [
+        n("MatMul", [prev, "w2"], ["h4"], name="fc2"),
+        n("Add", ["h4", "b2"], ["y"], name="fc2_bias"),
+    ]
+    return make(nodes, [vi("x", F, ["N", 16])], [vi("y", F, ["N", 4])], inits, "sensitive")
+
+
+def mixed_large(blocks: int = 96, width: int = 16, cancel_every: int = 24, seed: int = 0):
+    """~500-node MLP chain (5 nodes per block, tanh keeps values bounded) with a 3-node
+    cancellation block every ``cancel_every`` blocks — the mixed-precision benchmark model."""
+    r = rng(seed)
+    n = helper.make_node
+    nodes: list = []
+    inits: list = []
+    prev = "x"
+    for b in range(blocks):
+        p = f"b{b}"
+        inits += [
+            tensor(f"{p}.w", (r.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)),
+            tensor(f"{p}.b", (0.1 * r.standard_normal(width)).astype(np.float32)),
+            tensor(f"{p}.g", np.array(1.0, np.float32)),
+        ]
+        nodes += [
+            n("MatMul", [prev, f"{p}.w"], [f"{p}.mm"], name=f"{p}_matmul"),
+            n("Add", [f"{p}.mm", f"{p}.b"], [f"{p}.lin"], name=f"{p}_bias"),
+            n("Tanh", [f"{p}.lin"], [f"{p}.act"], name=f"{p}_tanh"),
+            n("Mul", [f"{p}.act", f"{p}.g"], [f"{p}.sc"], name=f"{p}_scale"),
+            n("Add", [f"{p}.sc", f"{p}.b"], [f"{p}.out"], name=f"{p}_shift"),
+        ]
+        prev = f"{p}.out"
+        if cancel_every and b % cancel_every == cancel_every // 2:
+            prev = _cancel_block(nodes, inits, prev, f"{p}_cancel", 4096.0)
+    nodes.append(n("Identity", [prev], ["y"], name="output"))
+    return make(
+        nodes, [vi("x", F, ["N", width])], [vi("y", F, ["N", width])], inits, "mixed_large"
+    )
+
 # ----------------------------------------------------------------------------- int8 (issue 6)
 
 

@@ -158,7 +158,12 @@ class MixedPrecisionResult(Result):
         return "<div>" + "".join(parts) + "</div>"
 
     def __str__(self) -> str:
-        return "\n".join(f"{r['field']:>12}: {r['value']}" for r in self.summary_rows())
+        lines = [f"{r['field']:>12}: {r['value']}" for r in self.summary_rows()]
+        rows = self.kept_rows()
+        lines += [f"  kept {r['node']}: {r['reason']}" for r in rows[:20]]
+        if len(rows) > 20:
+            lines.append(f"  … {len(rows) - 20} more kept float32 (see .kept_float)")
+        return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- helpers
