@@ -194,10 +194,15 @@ def test_dataset_passed_unchanged_and_cancellable(demo_cnn, small_data):
         seen.append(data)
         return wb.demo.accuracy(run, data)
 
-    wb.explore(demo_cnn, small_data, validation, variants=("f32",), hints=("accuracy",), **FAST)
-    assert seen and all(d is small_data for d in seen)
-
     from workbench.progress import CancelToken, cancellable, progress_sink
+
+    events = []
+    with progress_sink(lambda desc, done, total, post: events.append((desc, done, total))):
+        wb.explore(demo_cnn, small_data, validation, variants=("f32",), hints=("accuracy",), **FAST)
+    assert seen and all(d is small_data for d in seen)
+    measure = [(done, total) for desc, done, total in events if desc == "explore: measure"]
+    assert measure[-1] == (3, 3)  # 1 accuracy step + 2 timing rounds, all reported
+    assert [d for d, _ in measure] == sorted(d for d, _ in measure)
 
     token = CancelToken()
 

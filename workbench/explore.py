@@ -520,6 +520,8 @@ def _measure_device(
                 raise
             except Exception as e:
                 info["error"] = _error_text(variant, e)
+            if step is not None:
+                step(f"{variant}/{h.label} accuracy")
     # interleaved timing rounds over the group leaders (a leader that failed fails its group)
     times: dict[tuple[str, Any], list[float]] = {k: [] for k in groups}
     failed: dict[tuple[str, Any], str] = {
@@ -527,27 +529,31 @@ def _measure_device(
         for k, m in groups.items()
         if "error" in infos[(k[0], m[0].label)]
     }
-    per_round = max(timing.min_time / max(timing.rounds, 1), 1e-3)
-    for _ in range(max(timing.rounds, 1)):
-        for key, members in groups.items():
-            if key in failed:
-                continue
-            check_cancelled()
-            try:
-                with quiet():
-                    r = benchmark(
-                        protos[key[0]],
-                        dev,
-                        members[0],
-                        dataset=bench_ds,
-                        warmup=timing.warmup,
-                        min_time=per_round,
-                    )
-                times[key].extend(r.times_ms)
-            except OperationCancelled:
-                raise
-            except Exception as e:
-                failed[key] = _error_text(key[0], e)
+    rounds = max(timing.rounds, 1)
+    per_round = max(timing.min_time / rounds, 1e-3)
+    for i in range(rounds):
+        for variant in protos:
+            for key, members in groups.items():
+                if key[0] != variant or key in failed:
+                    continue
+                check_cancelled()
+                try:
+                    with quiet():
+                        r = benchmark(
+                            protos[variant],
+                            dev,
+                            members[0],
+                            dataset=bench_ds,
+                            warmup=timing.warmup,
+                            min_time=per_round,
+                        )
+                    times[key].extend(r.times_ms)
+                except OperationCancelled:
+                    raise
+                except Exception as e:
+                    failed[key] = _error_text(variant, e)
+            if step is not None:
+                step(f"{variant} timing {i + 1}/{rounds}")
     records = []
     for (variant, label), info in infos.items():
         b = builds.get(variant)
@@ -579,8 +585,6 @@ def _measure_device(
                     runs=len(ms),
                 )
             )
-        if step is not None:
-            step(f"{variant}/{label}")
     return records
 
 
@@ -707,7 +711,9 @@ def explore(
     for name in names:
         if build_of[name].error:
             records += _error_records(name, build_of[name], devs, hint_objs)
-    total = len(models) * len(devs) * len(hint_objs)
+    # progress units per (variant, device): one accuracy step per hint, one per timing round
+    per_job = len(hint_objs) + max(rounds, 1)
+    total = len(models) * len(devs) * per_job
     with task("explore: measure", total=total) as t:
         if client is None:
             for d in devs:
@@ -787,7 +793,7 @@ def _run_on_cluster(
         for fut in as_completed(list(futures)):
             variant, dev = futures[fut]
             out += fut.result()
-            t.update(len(hints), postfix=f"{variant} on {dev}")
+            t.update(len(hints) + max(timing.rounds, 1), postfix=f"{variant} on {dev}")
     except BaseException:
         client.cancel(list(futures))
         raise
