@@ -191,3 +191,38 @@ def test_executed_precisions_propagates_types(tmodels):
     ran = executed_precisions(helper.make_model(g))
     assert dict(ran["f16"]) == {"Relu": 1}
     assert dict(ran["f32"]) == {"Sigmoid": 1}
+
+
+def test_executed_precisions_follow_subgraphs():
+    """An f16 computation inside an If branch is counted, and the If's output is typed."""
+    from onnx import TensorProto, helper
+
+    H = TensorProto.FLOAT16
+
+    def branch(name, op):
+        return helper.make_graph(
+            [helper.make_node(op, ["xh"], [f"{name}_y"])],
+            name,
+            [],
+            [helper.make_tensor_value_info(f"{name}_y", H, [1])],
+        )
+
+    nodes = [
+        helper.make_node("Cast", ["x"], ["xh"], to=H),
+        helper.make_node(
+            "If", ["c"], ["yh"], then_branch=branch("t", "Relu"), else_branch=branch("e", "Neg")
+        ),
+        helper.make_node("Sigmoid", ["yh"], ["y"]),
+    ]
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1]),
+            helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+        ],
+        [helper.make_tensor_value_info("y", H, [1])],
+    )
+    ran = executed_precisions(helper.make_model(g))
+    assert dict(ran["f16"]) == {"Relu": 1, "Neg": 1, "Sigmoid": 1}
+    assert "f32" not in ran

@@ -171,18 +171,33 @@ def needs_graph_check(model: onnx.ModelProto) -> bool:
 
 
 def executed_precisions(optimized: onnx.ModelProto) -> dict[str, collections.Counter[str]]:
-    """Precision → Counter of op types of the compute nodes in an ORT-optimized main graph.
+    """Precision → Counter of op types of the compute nodes in an ORT-optimized model.
 
     Element types are propagated from graph inputs, initializers and Casts (the saved graph's
-    value_info is stale after ORT's rewrites): a node computes in the type of its first float or
-    integer input; QLinear*/integer kernels count as int8.
+    value_info is stale after ORT's rewrites), through If/Loop/Scan bodies too: a node computes
+    in the type of its first float or integer input; QLinear*/integer kernels count as int8.
     """
-    g = optimized.graph
-    types: dict[str, int] = {i.name: i.type.tensor_type.elem_type for i in g.input}
-    types.update({t.name: t.data_type for t in g.initializer})
     ran: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    _walk_types(optimized.graph, {}, ran)
+    return dict(ran)
+
+
+def _walk_types(
+    g: onnx.GraphProto, types: dict[str, int], ran: dict[str, collections.Counter[str]]
+) -> None:
+    types.update({i.name: i.type.tensor_type.elem_type for i in g.input})
+    types.update({t.name: t.data_type for t in g.initializer})
     for node in g.node:
+        bodies = [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
+        for body in bodies:  # outer values are visible inside; body outputs type the node's
+            _walk_types(body, types, ran)
         known = [types[i] for i in node.input if i in types]
+        if bodies:
+            outs = [o.name for o in bodies[0].output][1 if node.op_type == "Loop" else 0 :]
+            for o, inner in zip(node.output, outs, strict=False):
+                if o and inner in types:
+                    types[o] = types[inner]
+            continue
         if node.op_type == "Cast":
             out = next((a.i for a in node.attribute if a.name == "to"), None)
         elif node.op_type in ("Shape", "Size"):
@@ -206,7 +221,6 @@ def executed_precisions(optimized: onnx.ModelProto) -> dict[str, collections.Cou
             ran["int8"][label] += 1
         elif known[0] in _FLOAT_NAMES:
             ran[_FLOAT_NAMES[known[0]]][label] += 1
-    return dict(ran)
 
 
 def _describe_ops(ops: collections.Counter[str]) -> str:
