@@ -200,6 +200,348 @@ def external_data_escaping(directory: Path) -> Path:
 
 # ----------------------------------------------------------------------------- float16 (issue 4)
 
+
+def f16_casts() -> onnx.ModelProto:
+    """Pre-existing Cast(to=FLOAT) and Cast(to=DOUBLE) nodes; a cast to float feeds an output."""
+    n = helper.make_node
+    w = tensor("w", (1.0 + 0.1 * rng(4).standard_normal(8)).astype(np.float32))
+    nodes = [
+        n("Relu", ["x"], ["a"], name="relu"),
+        n("Cast", ["a"], ["b"], name="cast_float", to=F),
+        n("Mul", ["b", "w"], ["c"], name="mul"),
+        n("Cast", ["c"], ["yd"], name="cast_double", to=TensorProto.DOUBLE),
+        n("Sigmoid", ["c"], ["d"], name="sigmoid"),
+        n("Cast", ["d"], ["y"], name="cast_out", to=F),
+        n("Cast", ["xi"], ["xf"], name="cast_int_to_float", to=F),
+        n("Add", ["xf", "c"], ["z"], name="add_int"),
+    ]
+    inputs = [vi("x", F, ["N", 8]), vi("xi", TensorProto.INT64, ["N", 8])]
+    outputs = [vi("y", F, ["N", 8]), vi("yd", TensorProto.DOUBLE, ["N", 8]), vi("z", F, ["N", 8])]
+    return make(nodes, inputs, outputs, [w], "f16_casts")
+
+
+def f16_if() -> onnx.ModelProto:
+    """If whose branches use an outer value and an outer initializer; branches compute floats."""
+    n = helper.make_node
+    inits = [tensor("w", rng(5).standard_normal((8, 8)).astype(np.float32) * 0.3)]
+    then_g = helper.make_graph(
+        [
+            n("MatMul", ["h", "w"], ["t0"], name="then_mm"),
+            n("Tanh", ["t0"], ["t_out"], name="then_tanh"),
+        ],
+        "then",
+        [],
+        [vi("t_out", F, None)],
+    )
+    else_g = helper.make_graph(
+        [n("Sigmoid", ["h"], ["e_out"], name="else_sigmoid")], "else", [], [vi("e_out", F, None)]
+    )
+    nodes = [
+        n("Relu", ["x"], ["h"], name="relu"),
+        n("ReduceSum", ["x"], ["s"], name="sum", keepdims=0),
+        n("Greater", ["s", "zero"], ["cond"], name="cond"),
+        n("If", ["cond"], ["r"], name="if", then_branch=then_g, else_branch=else_g),
+        n("Add", ["r", "h"], ["y"], name="add"),
+    ]
+    inits.append(tensor("zero", np.array(0.0, np.float32)))
+    return make(nodes, [vi("x", F, [2, 8])], [vi("y", F, [2, 8])], inits, "f16_if")
+
+
+def f16_loop() -> onnx.ModelProto:
+    """Loop carrying a float value; the body uses an outer weight."""
+    n = helper.make_node
+    body = helper.make_graph(
+        [
+            n("Identity", ["cond_in"], ["cond_out"], name="body_cond"),
+            n("MatMul", ["acc", "w"], ["m"], name="body_mm"),
+            n("Tanh", ["m"], ["acc_out"], name="body_tanh"),
+        ],
+        "body",
+        [vi("i", TensorProto.INT64, [1]), vi("cond_in", TensorProto.BOOL, [1]), vi("acc", F, None)],
+        [vi("cond_out", TensorProto.BOOL, [1]), vi("acc_out", F, None)],
+    )
+    inits = [
+        tensor("w", rng(6).standard_normal((8, 8)).astype(np.float32) * 0.3),
+        tensor("trip", np.array(3, np.int64)),
+        tensor("true", np.array(True)),
+    ]
+    nodes = [
+        n("Relu", ["x"], ["h"], name="relu"),
+        n("Loop", ["trip", "true", "h"], ["r"], name="loop", body=body),
+        n("Mul", ["r", "h"], ["y"], name="mul"),
+    ]
+    return make(nodes, [vi("x", F, ["N", 8])], [vi("y", F, ["N", 8])], inits, "f16_loop")
+
+
+def f16_scan() -> onnx.ModelProto:
+    """Scan accumulating rows of a float sequence (state + scan input/output)."""
+    n = helper.make_node
+    body = helper.make_graph(
+        [
+            n("Add", ["state", "row"], ["state_out"], name="body_add"),
+            n("Mul", ["row", "k"], ["row_out"], name="body_mul"),
+        ],
+        "body",
+        [vi("state", F, [4]), vi("row", F, [4])],
+        [vi("state_out", F, [4]), vi("row_out", F, [4])],
+    )
+    inits = [tensor("k", np.array(0.5, np.float32)), tensor("s0", np.zeros(4, np.float32))]
+    nodes = [
+        n("Relu", ["x"], ["h"], name="relu"),
+        n("Scan", ["s0", "h"], ["total", "rows"], name="scan", body=body, num_scan_inputs=1),
+        n("Add", ["total", "total"], ["y"], name="double"),
+    ]
+    outputs = [vi("y", F, [4]), vi("rows", F, [6, 4])]
+    return make(nodes, [vi("x", F, [6, 4])], outputs, inits, "f16_scan")
+
+
+def f16_constant_nodes() -> onnx.ModelProto:
+    """Weights as Constant nodes (tensor, value_float, value_floats) and ConstantOfShape."""
+    n = helper.make_node
+    r = rng(7)
+    w = numpy_helper.from_array(r.standard_normal((8, 8)).astype(np.float32) * 0.3)
+    nodes = [
+        n("Constant", [], ["w"], name="const_w", value=w),
+        n("Constant", [], ["s"], name="const_scale", value_float=0.5),
+        n("Constant", [], ["b"], name="const_bias", value_floats=[0.1] * 8),
+        n("Shape", ["x"], ["shp"], name="shape"),
+        n(
+            "ConstantOfShape",
+            ["shp"],
+            ["ones"],
+            name="ones",
+            value=numpy_helper.from_array(np.array([0.25], np.float32)),
+        ),
+        n("ConstantOfShape", ["shp"], ["zeros"], name="zeros"),
+        n("MatMul", ["x", "w"], ["a"], name="mm"),
+        n("Mul", ["a", "s"], ["b1"], name="mul"),
+        n("Add", ["b1", "b"], ["c"], name="add"),
+        n("Add", ["c", "ones"], ["d"], name="add_ones"),
+        n("Add", ["d", "zeros"], ["y"], name="add_zeros"),
+    ]
+    return make(nodes, [vi("x", F, ["N", 8])], [vi("y", F, ["N", 8])], (), "f16_constants")
+
+
+def f16_shared_initializer() -> onnx.ModelProto:
+    """One initializer used by three nodes (block one of them in tests)."""
+    n = helper.make_node
+    inits = [tensor("w", rng(8).standard_normal((8, 8)).astype(np.float32) * 0.3)]
+    nodes = [
+        n("MatMul", ["x", "w"], ["a"], name="mm1"),
+        n("MatMul", ["a", "w"], ["b"], name="mm2"),
+        n("Add", ["b", "w"], ["c"], name="add_w"),
+        n("Relu", ["c"], ["y"], name="relu"),
+    ]
+    return make(nodes, [vi("x", F, [8, 8])], [vi("y", F, [8, 8])], inits, "f16_shared")
+
+
+def f16_float_only_inputs(opset: int = OPSET) -> onnx.ModelProto:
+    """Ops whose float inputs must stay float32 or int in ORT: Resize, Range, TopK, NMS, random."""
+    n = helper.make_node
+    inits = [
+        tensor("scales", np.array([1, 1, 2, 2], np.float32)),
+        tensor("roi", np.array([], np.float32)),
+        tensor("k", np.array([3], np.int64)),
+        tensor("flat", np.array([1, -1], np.int64)),
+        tensor("delta", np.array(1.0, np.float32)),
+        tensor("start", np.array(0.0, np.float32)),
+        tensor("max_out", np.array([2], np.int64)),
+        tensor("iou", np.array([0.5], np.float32)),
+        tensor("score_th", np.array([0.0], np.float32)),
+        tensor("box_shape", np.array([1, 4, 4], np.int64)),
+        tensor("score_shape", np.array([1, 1, 4], np.int64)),
+        tensor("zero", np.array(0.0, np.float32)),
+        tensor("rows_shape", np.array([4, 4], np.int64)),
+        tensor("quarter", np.full((4, 1), 0.25, np.float32)),
+    ]
+    nodes = [
+        n("Relu", ["x"], ["h"], name="relu"),
+        n("Resize", ["h", "roi", "scales"], ["up"], name="resize", mode="linear"),
+        n("Reshape", ["up", "flat"], ["upf"], name="flatten"),
+        n("TopK", ["upf", "k"], ["top", "top_i"], name="topk"),
+        n("ReduceMax", ["top"], ["limit"], name="limit", keepdims=0),
+        n("Range", ["start", "limit", "delta"], ["rng"], name="range"),
+        n("ReduceSum", ["rng"], ["rsum"], name="rsum", keepdims=0),
+        n("Reshape", ["h", "box_shape"], ["boxes"], name="boxes"),
+        n("Reshape", ["h", "rows_shape"], ["rows"], name="rows"),
+        n("MatMul", ["rows", "quarter"], ["sc0"], name="scores_mean"),
+        n("Reshape", ["sc0", "score_shape"], ["scores"], name="scores"),
+        n(
+            "NonMaxSuppression",
+            ["boxes", "scores", "max_out", "iou", "score_th"],
+            ["sel"],
+            name="nms",
+        ),
+        n("RandomUniformLike", ["top"], ["noise"], name="noise", seed=1.0),
+        n("Mul", ["noise", "zero"], ["nz"], name="noise_zero"),
+        n("Add", ["top", "nz"], ["t2"], name="add_noise"),
+        n("Add", ["t2", "rsum"], ["y"], name="add_range"),
+    ]
+    outputs = [
+        vi("y", F, [1, 3]),
+        vi("sel", TensorProto.INT64, ["S", 3]),
+        vi("top_i", TensorProto.INT64, [1, 3]),
+    ]
+    return make(nodes, [vi("x", F, [1, 1, 4, 4])], outputs, inits, "f16_float_only", opset=opset)
+
+
+def f16_other_domains() -> onnx.ModelProto:
+    """com.microsoft and ai.onnx.ml ops between default-domain float ops."""
+    n = helper.make_node
+    nodes = [
+        n("Relu", ["x"], ["a"], name="relu"),
+        n("Gelu", ["a"], ["b"], name="ms_gelu", domain="com.microsoft"),
+        n("Normalizer", ["b"], ["c"], name="ml_normalizer", domain="ai.onnx.ml", norm="MAX"),
+        n("Add", ["c", "a"], ["y"], name="add"),
+    ]
+    return make(
+        nodes,
+        [vi("x", F, ["N", 4])],
+        [vi("y", F, ["N", 4])],
+        (),
+        "f16_domains",
+        extra_opsets=(("com.microsoft", 1), ("ai.onnx.ml", 3)),
+        value_info=[vi("b", F, ["N", 4])],  # as exporters write it: ONNX cannot infer Gelu
+    )
+
+
+def f16_int_bool_string() -> onnx.ModelProto:
+    """Integer, bool and string paths beside a float path."""
+    n = helper.make_node
+    inits = [tensor("zero", np.array(0.0, np.float32)), tensor("two", np.array(2, np.int64))]
+    nodes = [
+        n("Shape", ["x"], ["shp"], name="shape"),
+        n("Mul", ["shp", "two"], ["shp2"], name="int_mul"),
+        n("ArgMax", ["x"], ["am"], name="argmax", axis=1, keepdims=0),
+        n("Greater", ["x", "zero"], ["pos"], name="greater"),
+        n("Not", ["pos"], ["neg"], name="not"),
+        n("Where", ["pos", "x", "zero"], ["relu_like"], name="where"),
+        n("Exp", ["relu_like"], ["y"], name="exp"),
+        n("Identity", ["s"], ["s_out"], name="string_id"),
+    ]
+    inputs = [vi("x", F, ["N", 4]), vi("s", TensorProto.STRING, ["N"])]
+    outputs = [
+        vi("y", F, ["N", 4]),
+        vi("shp2", TensorProto.INT64, [2]),
+        vi("am", TensorProto.INT64, ["N"]),
+        vi("neg", TensorProto.BOOL, ["N", 4]),
+        vi("s_out", TensorProto.STRING, ["N"]),
+    ]
+    return make(nodes, inputs, outputs, inits, "f16_int_bool_string")
+
+
+def f16_extreme_constants() -> onnx.ModelProto:
+    """30000 (exact in f16), 1e6 (beyond f16) and 1e-9 (flushes to zero in f16) as weights."""
+    n = helper.make_node
+    inits = [
+        tensor("c30k", np.full(4, 30000.0, np.float32)),
+        tensor("c1e6", np.full(4, 1e6, np.float32)),
+        tensor("tiny", np.array([1e-9, 0.0, 1e-9, 0.5], np.float32)),
+    ]
+    nodes = [
+        n("Mul", ["x", "c30k"], ["y30k"], name="mul_30k"),
+        n("Mul", ["x", "c1e6"], ["y1e6"], name="mul_1e6"),
+        n("Add", ["x", "tiny"], ["ytiny"], name="add_tiny"),
+    ]
+    outputs = [vi(o, F, ["N", 4]) for o in ("y30k", "y1e6", "ytiny")]
+    return make(nodes, [vi("x", F, ["N", 4])], outputs, inits, "f16_extreme")
+
+
+def f16_dynamic() -> onnx.ModelProto:
+    """Dynamic batch and sequence dims; a reshape computed from Shape at run time."""
+    n = helper.make_node
+    inits = [
+        tensor("w", rng(9).standard_normal((8, 8)).astype(np.float32) * 0.3),
+        tensor("minus1", np.array([-1], np.int64)),
+        tensor("eight", np.array([8], np.int64)),
+    ]
+    nodes = [
+        n("MatMul", ["x", "w"], ["a"], name="mm"),
+        n("Softmax", ["a"], ["p"], name="softmax", axis=-1),
+        n("Shape", ["x"], ["shp"], name="shape"),
+        n("Concat", ["minus1", "eight"], ["flat"], name="concat", axis=0),
+        n("Reshape", ["p", "flat"], ["pf"], name="reshape"),
+        n("Reshape", ["pf", "shp"], ["y"], name="reshape_back"),
+    ]
+    return make(nodes, [vi("x", F, ["N", "T", 8])], [vi("y", F, ["N", "T", 8])], inits, "f16_dyn")
+
+
+def f16_opset(opset: int) -> onnx.ModelProto:
+    """Conv/Clip/Softmax/Resize/Gemm model valid at any opset 11–21 (schemas differ between them)."""
+    n = helper.make_node
+    r = rng(10)
+    inits = [
+        tensor("cw", r.standard_normal((2, 1, 3, 3)).astype(np.float32) * 0.5),
+        tensor("lo", np.array(-1.0, np.float32)),
+        tensor("hi", np.array(1.0, np.float32)),
+        tensor("roi", np.array([], np.float32)),
+        tensor("scales", np.array([1, 1, 2, 2], np.float32)),
+        tensor("gw", r.standard_normal((3, 32)).astype(np.float32) * 0.2),
+    ]
+    nodes = [
+        n("Conv", ["x", "cw"], ["a"], name="conv", pads=[1, 1, 1, 1]),
+        n("Clip", ["a", "lo", "hi"], ["b"], name="clip"),
+        n("MaxPool", ["b"], ["c"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        n("Resize", ["c", "roi", "scales"], ["d"], name="resize", mode="nearest"),
+        n("Flatten", ["d"], ["e"], name="flatten"),
+        n("Gemm", ["e", "gw"], ["f"], name="gemm", transB=1),
+        n("Softmax", ["f"], ["y"], name="softmax", axis=1),
+    ]
+    return make(
+        nodes, [vi("x", F, ["N", 1, 4, 4])], [vi("y", F, ["N", 3])], inits, "f16_opset", opset=opset
+    )
+
+
+def f16_big_external(directory: Path, gigabytes: float = 2.1, rows: int = 4096) -> Path:
+    """Embedding tables totalling ``gigabytes`` of float32 in external data (written in chunks).
+
+    x[int64 indices] → Gather from each table → Add → y. Values are row index + column / 1024
+    (exact in float16 for small tables, so results are checkable without loading everything).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    cols = 1024
+    table_bytes = rows * cols * 4
+    n_tables = max(1, int(round(gigabytes * 2**30 / table_bytes)))
+    data_name = "big.onnx.data"
+    chunk = (
+        np.arange(rows, dtype=np.float32)[:, None] % 64
+        + np.arange(cols, dtype=np.float32)[None, :] / 1024
+    )
+    raw = chunk.astype(np.float32).tobytes()
+    inits, nodes = [], []
+    with open(directory / data_name, "wb") as fh:
+        for t in range(n_tables):
+            offset = fh.tell()
+            fh.write(raw)
+            init = TensorProto(name=f"table{t}", data_type=F, dims=[rows, cols])
+            init.data_location = TensorProto.EXTERNAL
+            for k, v in (
+                ("location", data_name),
+                ("offset", str(offset)),
+                ("length", str(len(raw))),
+            ):
+                e = init.external_data.add()
+                e.key, e.value = k, v
+            inits.append(init)
+            nodes.append(
+                helper.make_node("Gather", [f"table{t}", "idx"], [f"g{t}"], name=f"gather{t}")
+            )
+    prev = "g0"
+    for t in range(1, n_tables):
+        out = f"s{t}"
+        nodes.append(helper.make_node("Add", [prev, f"g{t}"], [out], name=f"add{t}"))
+        prev = out
+    nodes.append(helper.make_node("Relu", [prev], ["y"], name="relu"))
+    graph = helper.make_graph(
+        nodes, "big", [vi("idx", TensorProto.INT64, ["N"])], [vi("y", F, ["N", cols])], inits
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    path = directory / "big.onnx"
+    onnx.save_model(model, path)
+    return path
+
+
 # ----------------------------------------------------------------------------- mixed precision (issue 5)
 
 

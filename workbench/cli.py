@@ -270,12 +270,131 @@ def _import_function(spec: str):
         raise WorkbenchError(f"--validation {spec!r}: cannot import it ({e})") from e
 
 
+# ----------------------------------------------------------------------------- convert
+
+
+_CONVERT_TARGETS = ("fp16", "bf16", "mixed", "int8", "int8-ac")
+
+
+def _add_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert", help="convert a float32 model to fp16, bf16, mixed precision, int8 or int8-ac"
+    )
+    p.add_argument("model", type=Path)
+    p.add_argument("--to", required=True, choices=_CONVERT_TARGETS, help="target precision")
+    p.add_argument("-o", "--output", type=Path, required=True, help="where to write the model")
+    p.add_argument(
+        "--keep-io-types",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep float32 model inputs/outputs (fp16/bf16; default: keep)",
+    )
+    p.add_argument(
+        "--block-op", action="append", default=[], metavar="OP", help="op type kept float32"
+    )
+    p.add_argument(
+        "--block-node", action="append", default=[], metavar="NAME", help="node kept float32"
+    )
+    p.add_argument("--data", default=None, help="'demo' (digits test split) or an .npz of inputs")
+    p.add_argument("--rtol", type=float, default=None, help="mixed: output tolerance")
+    p.add_argument("--atol", type=float, default=None, help="mixed: output tolerance")
+    p.add_argument("--max-drop", type=float, default=None, help="mixed/int8-ac: accuracy drop")
+    p.add_argument("--drop-type", choices=("absolute", "relative"), default=None)
+    p.add_argument(
+        "--validation", default=None, help="'demo' (digits top-1) or module:function(run, dataset)"
+    )
+    p.add_argument("--calibration", choices=("minmax", "percentile", "entropy"), default=None)
+    p.add_argument("--report", action="store_true", help="print what was converted and why")
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .errors import InputError
+    from .model import inspect, save_model
+
+    if args.to not in ("fp16", "bf16") and (args.block_op or args.block_node):
+        raise InputError("--block-op/--block-node apply to --to fp16 or bf16 only")
+    detail = ""
+    result = None
+    if args.to in ("fp16", "bf16"):
+        from .precision.float16 import convert_float16
+
+        result = convert_float16(
+            args.model,
+            dtype="float16" if args.to == "fp16" else "bfloat16",
+            keep_io_types=args.keep_io_types,
+            block_ops=args.block_op,
+            block_nodes=args.block_node,
+            report=True,
+        )
+        model = result.model
+        detail = (
+            f"{len(result.converted)} nodes converted, {len(result.kept_float)} kept float32, "
+            f"{result.casts_inserted} casts inserted"
+        )
+    else:
+        model, result, detail = _convert_with_data(args)
+    save_model(model, args.output)
+    summary = inspect(model)
+    print(
+        f"{args.model.name} -> {args.output} ({args.to}): {detail}; "
+        f"{summary.parameter_bytes / 2**20:.2f} MiB of weights"
+    )
+    if args.report and result is not None:
+        print(result)
+    return 0
+
+
+def _convert_with_data(args: argparse.Namespace):
+    """mixed / int8 / int8-ac: these need data (and a validation function for int8-ac)."""
+    from .errors import InputError
+    from .model import load_model
+
+    if args.data is None:
+        raise InputError(f"--to {args.to} needs --data demo or --data FILE.npz")
+    if args.data == "demo":
+        from .demo import accuracy, demo_dataset
+
+        dataset, validation_fn = demo_dataset("test"), accuracy
+    else:
+        from .data import dataset_from_npz
+
+        dataset, validation_fn = dataset_from_npz(args.data), None
+    if args.validation == "demo":
+        from .demo import accuracy as validation_fn
+    elif args.validation:
+        validation_fn = _import_function(args.validation)
+    model = load_model(args.model)
+    given = {k: getattr(args, k) for k in ("rtol", "atol", "max_drop", "drop_type", "calibration")}
+    opts = {k: v for k, v in given.items() if v is not None}
+    if args.to == "mixed":
+        from .precision.mixed import auto_mixed_precision
+
+        kw = {k: opts[k] for k in ("rtol", "atol", "max_drop") if k in opts}
+        result = auto_mixed_precision(
+            model, dataset, dtype="float16", validation_fn=validation_fn, **kw
+        )
+        return result.model, result, "mixed precision search done"
+    if args.to == "int8":
+        from .precision.int8 import quantize_int8
+
+        kw = {"calibration": opts["calibration"]} if "calibration" in opts else {}
+        return quantize_int8(model, dataset, **kw), None, "int8 (QDQ) quantized"
+    if validation_fn is None:
+        raise InputError("--to int8-ac needs --validation module:function (or --data demo)")
+    from .precision.accuracy_control import quantize_with_accuracy_control
+
+    kw = {k: opts[k] for k in ("max_drop", "drop_type") if k in opts}
+    result = quantize_with_accuracy_control(model, dataset, dataset, validation_fn, **kw)
+    return result.model, result, "int8 with accuracy control"
+
+
 # ----------------------------------------------------------------------------- registry
 
 COMMANDS: list[
     tuple[Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]
 ] = [
     (_add_inspect, _cmd_inspect),
+    (_add_convert, _cmd_convert),
     (_add_bench, _cmd_bench),
     (_add_devices, _cmd_devices),
     (_add_demo, _cmd_demo),

@@ -2,21 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 
 import onnx
 
 from ..model import iter_graphs
 
 
-def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
-    """Tensor name → ONNX element type, subgraphs included (shape inference where possible)."""
+def _light_copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model without initializer data (initializers become typed inputs) for inference."""
+    light = onnx.ModelProto()
+    light.ir_version = model.ir_version
+    light.opset_import.extend(model.opset_import)
+    light.functions.extend(model.functions)
+    g, src = light.graph, model.graph
+    g.name = src.name
+    g.node.extend(src.node)
+    g.input.extend(src.input)
+    g.output.extend(src.output)
+    g.value_info.extend(src.value_info)
+    declared = {i.name for i in src.input}
+    for t in src.initializer:
+        if t.name not in declared:
+            g.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    return light
+
+
+def graph_value_types(model: onnx.ModelProto) -> list[dict[str, int]]:
+    """Per graph, in :func:`iter_graphs` order: tensor name → ONNX element type.
+
+    Shape inference runs on a copy without initializer data, so multi-GB models cost no more
+    than their graph structure. Declared types are used where inference fails.
+    """
+    light = _light_copy(model)
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
-    except Exception:  # unknown domains or >2 GB: fall back to the declared types
-        inferred = model
-    types: dict[str, int] = {}
+        inferred = onnx.shape_inference.infer_shapes(light, check_type=False, strict_mode=False)
+    except Exception:  # unknown domains or invalid graphs: fall back to the declared types
+        inferred = light
+    per_graph: list[dict[str, int]] = []
     for g in iter_graphs(inferred.graph):
+        types: dict[str, int] = {}
         for vi in list(g.input) + list(g.output) + list(g.value_info):
             if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
                 types[vi.name] = vi.type.tensor_type.elem_type
@@ -27,6 +54,15 @@ def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
                 for a in node.attribute:
                     if a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
                         types[node.output[0]] = a.t.data_type
+        per_graph.append(types)
+    return per_graph
+
+
+def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Tensor name → ONNX element type, subgraphs included (shape inference where possible)."""
+    types: dict[str, int] = {}
+    for graph_types in graph_value_types(model):
+        types.update(graph_types)
     return types
 
 
@@ -37,3 +73,19 @@ def node_float_types(model: onnx.ModelProto) -> Iterator[tuple[onnx.NodeProto, l
         for node in g.node:
             names = [n for n in node.input if n] or list(node.output)
             yield node, [types[n] for n in names if n in types]
+
+
+@functools.cache
+def schema_type_constraints(op_type: str, domain: str, opset: int) -> Mapping[str, frozenset[str]]:
+    """Type-constraint name → type strings the ONNX schema allows (empty without a schema).
+
+    E.g. ``Resize`` at opset 19 gives ``{"T1": {...}, "T2": {"tensor(float16)", ...}}``; fixed
+    positions such as Resize's ``scales`` (``tensor(float)``) are not constraints and not listed.
+    """
+    try:
+        schema = onnx.defs.get_schema(op_type, opset, "" if domain in ("", "ai.onnx") else domain)
+    except onnx.defs.SchemaError:
+        return MappingProxyType({})
+    return MappingProxyType(
+        {tc.type_param_str: frozenset(tc.allowed_type_strs) for tc in schema.type_constraints}
+    )

@@ -1,0 +1,957 @@
+"""float16 / bfloat16 conversion that keeps the model type-consistent and runnable.
+
+The pass works on an ``onnx_ir`` copy in four linear steps:
+
+1. **name** every node exactly as :func:`workbench.model.ensure_node_names` does (block lists
+   and reports use these names) and infer element types (initializers are detached first, so
+   multi-GB models are not serialized for inference);
+2. **decide** per node, from the ONNX schema and ONNX Runtime's kernel registry
+   (:mod:`workbench.runtime.kernels`), which of its float32 type constraints go to the low
+   precision. Fixed ``tensor(float)`` positions (Resize ``scales``, NonMaxSuppression boxes …),
+   constraints no kernel registers (Resize ``roi``), attribute-typed outputs, unknown custom
+   ops, blocked nodes, control-flow boundaries and inputs holding constants beyond the target
+   range stay float32, each with a reason;
+3. **store** every float32 value once: outputs of converted nodes in low precision, constants
+   (initializers, ``Constant``, ``ConstantOfShape``) and ``Cast(to=FLOAT)`` outputs in low
+   precision only when no consumer needs float32;
+4. **cast** where a consumer needs another type than the value is stored in — one ``Cast`` per
+   (graph, value, type), placed right after the producer (or at the top of the consuming
+   graph for inputs, initializers and outer-scope values).
+
+float16 nodes that ONNX Runtime's CPU provider has no float16 kernel for are still stored in
+float16 (they compute in float16 on GPUs; on CPU ORT runs them in float32 through its own
+inserted casts) and listed in ``Float16Result.runs_in_float32``. bfloat16 has no such fallback in
+ORT, so a node goes to bfloat16 only where a kernel exists; elsewhere it computes in float32 while
+its weights are stored in bfloat16 and cast at use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import ml_dtypes
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from ..errors import InputError, UnsupportedError
+from ..model import check_external_data, ensure_node_names, iter_graphs, load_model
+from ..progress import task
+from ..results import Result, html_table
+from ..runtime import kernels
+from .tensor_types import graph_value_types, schema_type_constraints
+
+F32 = ir.DataType.FLOAT
+_LOW = {"float16": ir.DataType.FLOAT16, "bfloat16": ir.DataType.BFLOAT16}
+_ALIASES = {"fp16": "float16", "f16": "float16", "half": "float16", "bf16": "bfloat16"}
+#: progress bars only for models at least this big (small ones finish instantly)
+_PROGRESS_MIN_NODES = 2000
+_STEP = 256
+#: ops whose float32 output type comes from an attribute this pass knows how to rewrite
+_FREE_OUTPUT_OPS = ("Cast", "Constant", "ConstantOfShape")
+
+ModelArg = "str | os.PathLike[str] | onnx.ModelProto"
+
+
+# ----------------------------------------------------------------------------- result
+
+
+@dataclass(frozen=True)
+class Float16Result(Result):
+    """What :func:`convert_float16` did (``report=True``).
+
+    ``converted``: nodes whose float tensors are now in ``dtype`` (they compute in ``dtype`` on a
+    device with such kernels). ``kept_float``: node → why it stays float32 (block list, constant
+    out of range, no kernel, control flow, schema). ``runs_in_float32``: converted nodes that
+    ``provider`` has no ``dtype`` kernel for, so ONNX Runtime computes them in float32 there.
+    ``flushed_to_zero``: constant → how many non-zero values became 0.
+    """
+
+    model: onnx.ModelProto
+    dtype: str
+    converted: tuple[str, ...]
+    kept_float: dict[str, str]
+    casts_inserted: int
+    runs_in_float32: dict[str, str] = field(default_factory=dict)
+    flushed_to_zero: dict[str, int] = field(default_factory=dict)
+    weights_converted: int = 0
+    provider: str = kernels.CPU
+    notes: tuple[str, ...] = ()
+
+    _MAX_ROWS: ClassVar[int] = 200
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """One row per float node: stored precision, what it computes in on ``provider``, why."""
+        rows: list[dict[str, Any]] = []
+        for name in self.converted:
+            why = self.runs_in_float32.get(name)
+            rows.append(
+                {
+                    "node": name,
+                    "stored": self.dtype,
+                    "computes": "float32" if why else self.dtype,
+                    "reason": why or "",
+                }
+            )
+        for name, reason in self.kept_float.items():
+            rows.append(
+                {"node": name, "stored": "float32", "computes": "float32", "reason": reason}
+            )
+        return rows
+
+    def _repr_html_(self) -> str:
+        rows = self.summary_rows()
+        title = (
+            f"{self.dtype}: {len(self.converted)} nodes converted, {len(self.kept_float)} kept "
+            f"float32, {self.casts_inserted} casts, {self.weights_converted} weights converted"
+        )
+        if len(rows) > self._MAX_ROWS:
+            extra = len(rows) - self._MAX_ROWS
+            rows = rows[: self._MAX_ROWS] + [{"node": f"… {extra} more rows (see .to_dict())"}]
+        notes = "".join(f"<p>{_esc(n)}</p>" for n in self.notes)
+        return html_table(rows, ["node", "stored", "computes", "reason"], title=title) + notes
+
+    def __str__(self) -> str:
+        lines = [
+            f"{self.dtype}: {len(self.converted)} nodes converted ({len(self.runs_in_float32)} "
+            f"compute in float32 on {self.provider}), {len(self.kept_float)} kept float32, "
+            f"{self.casts_inserted} casts inserted, {self.weights_converted} weights converted"
+        ]
+        lines += [f"  kept {n}: {r}" for n, r in list(self.kept_float.items())[:20]]
+        if len(self.kept_float) > 20:
+            lines.append(f"  … {len(self.kept_float) - 20} more kept float32")
+        lines += [f"  flushed to zero: {n} ({c} values)" for n, c in self.flushed_to_zero.items()]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def _esc(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+# ----------------------------------------------------------------------------- loading & naming
+
+
+def _load_ir(model: Any) -> tuple[onnx.ModelProto, ir.Model]:
+    """(proto, ir.Model) from a path (external data memory-mapped, never read twice) or a proto.
+
+    A caller's ModelProto is only read: the IR wraps its tensors and every change goes to new
+    objects.
+    """
+    if isinstance(model, onnx.ModelProto):
+        return model, ir.from_proto(model)
+    if not isinstance(model, (str, os.PathLike)):
+        raise InputError(
+            f"convert_float16 expects a path or onnx.ModelProto, got {type(model).__name__}"
+        )
+    path = Path(model)
+    proto = load_model(path, load_external_data=False)
+    check_external_data(proto, path.parent)
+    m = ir.from_proto(proto)
+    ir.external_data.set_base_dir(m.graph, path.parent)
+    return proto, m
+
+
+def _value_types(proto: onnx.ModelProto, m: ir.Model) -> dict[ir.Value, ir.DataType]:
+    """Element type of every tensor value: declared in the IR, else from shape inference.
+
+    Kept beside the IR instead of written into it, so values that had no type in the input
+    get no value_info in the output either.
+    """
+    found: dict[ir.Value, ir.DataType] = {}
+    for types, graph in zip(graph_value_types(proto), _ir_graphs(m.graph), strict=True):
+        for v in _values(graph):
+            vt = v.type
+            if vt is None:
+                if v.name in types:
+                    found[v] = ir.DataType(types[v.name])
+            elif isinstance(vt, ir.TensorType):
+                found[v] = vt.dtype
+        _propagate_unknown(graph, found, dict(m.opset_imports))
+    return found
+
+
+def _propagate_unknown(
+    graph: ir.Graph, found: dict[ir.Value, ir.DataType], opsets: dict[str, int]
+) -> None:
+    """Types ONNX inference left out (it stops after an op it cannot infer, e.g. a custom op).
+
+    Fixed schema types (``tensor(float)``) and constraints bound by a typed input are enough.
+    """
+    for node in graph:
+        if all(v in found for v in node.outputs):
+            continue
+        domain = "" if node.domain == "ai.onnx" else node.domain
+        io = kernels.io_constraints(node.op_type, domain, opsets.get(domain, 0))
+        if io is None:
+            continue
+        ins, outs = io
+        for j, out in enumerate(node.outputs):
+            param = _param(outs, j)
+            if out in found or param is None:
+                continue
+            if param.startswith("tensor("):
+                with contextlib.suppress(ValueError):
+                    found[out] = ir.DataType(onnx.TensorProto.DataType.Value(param[7:-1].upper()))
+                continue
+            for i, v in enumerate(node.inputs):
+                if v is not None and v in found and _param(ins, i) == param:
+                    found[out] = found[v]
+                    break
+
+
+def _ir_graphs(graph: ir.Graph) -> Iterator[ir.Graph]:
+    """``graph`` and its subgraphs in the same order as :func:`workbench.model.iter_graphs`."""
+    yield graph
+    for node in graph:
+        for attr in node.attributes.values():
+            if attr.type == ir.AttributeType.GRAPH:
+                yield from _ir_graphs(attr.value)
+            elif attr.type == ir.AttributeType.GRAPHS:
+                for g in attr.value:
+                    yield from _ir_graphs(g)
+
+
+def _skeleton(graph: ir.Graph, out: onnx.GraphProto) -> None:
+    """Fill ``out`` with nodes carrying only names, op types and subgraphs (no tensors)."""
+    for node in graph:
+        p = out.node.add()
+        p.name = node.name or ""
+        p.op_type = node.op_type
+        for attr in node.attributes.values():
+            if attr.type == ir.AttributeType.GRAPH:
+                a = p.attribute.add()
+                a.name, a.type = attr.name, onnx.AttributeProto.GRAPH
+                _skeleton(attr.value, a.g)
+            elif attr.type == ir.AttributeType.GRAPHS:
+                a = p.attribute.add()
+                a.name, a.type = attr.name, onnx.AttributeProto.GRAPHS
+                for g in attr.value:
+                    _skeleton(g, a.graphs.add())
+
+
+def _name_nodes(m: ir.Model) -> list[ir.Node]:
+    """Give every node its :func:`ensure_node_names` name; return all nodes in that order.
+
+    ensure_node_names runs on a tensor-free skeleton so a multi-GB model is never copied.
+    """
+    nodes = [n for g in _ir_graphs(m.graph) for n in g]
+    names = {n.name for n in nodes}
+    if len(names) == len(nodes) and "" not in names and None not in names:
+        return nodes  # ensure_node_names would change nothing
+    skeleton = onnx.ModelProto()
+    _skeleton(m.graph, skeleton.graph)
+    named = ensure_node_names(skeleton)
+    new_names = [n.name for g in iter_graphs(named.graph) for n in g.node]
+    for node, name in zip(nodes, new_names, strict=True):
+        node.name = name
+    return nodes
+
+
+def _param(params: Sequence[str], i: int) -> str | None:
+    if not params:
+        return None
+    return params[i] if i < len(params) else params[-1]
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+@dataclass
+class _Decision:
+    low_in: frozenset[int] = frozenset()  # input positions that take the low dtype
+    low_out: frozenset[int] = frozenset()  # output positions produced in the low dtype
+    reason: str | None = None  # why the node stays float32 (None: converted)
+    storage_ok: bool = False  # computes float32, but its constant inputs may be stored low
+    note: str | None = None  # converted, but the provider computes it in float32
+
+
+@dataclass
+class _Options:
+    dtype: str
+    low: ir.DataType
+    keep_inputs: frozenset[str]
+    keep_outputs: frozenset[str]
+    block_ops: frozenset[str]
+    block_nodes: frozenset[str]
+    provider: str
+    require_kernel: bool
+
+
+class _Plan:
+    """All decisions for one model; both :func:`convert_float16` and :func:`convertible_nodes`."""
+
+    def __init__(
+        self,
+        m: ir.Model,
+        opts: _Options,
+        nodes: list[ir.Node],
+        types: dict[ir.Value, ir.DataType],
+        progress: bool,
+    ):
+        self.m = m
+        self.types = types
+        #: element type of a tensor value (None: unknown, not a tensor, or a missing input)
+        self.t = types.get
+        self.o = opts
+        self.nodes = nodes
+        self.progress = progress
+        self.low_str = kernels.type_string(int(opts.low))
+        info = ml_dtypes.finfo(opts.low.numpy())
+        self.limit = float(info.max)
+        self.opsets = dict(m.opset_imports)
+        if "ai.onnx" in self.opsets and "" not in self.opsets:
+            self.opsets[""] = self.opsets["ai.onnx"]
+        self.graphs = list(_ir_graphs(m.graph))
+        self.main_inputs = set(m.graph.inputs)
+        self.constants: dict[ir.Value, str] = {}  # float32 constant value → what holds it
+        self.wide: dict[ir.Value, float] = {}  # constant → largest finite |x| beyond the range
+        self.decisions: dict[ir.Node, _Decision] = {}
+        self._static_cache: dict[tuple, tuple[_Decision, tuple[int, ...]] | None] = {}
+        self._cast_ok: dict[int, bool] = {}
+        self.free: dict[ir.Node, str | None] = {}  # Cast/Constant/ConstantOfShape → reason kept
+        self.stored_low: set[ir.Value] = set()
+        self.notes: list[str] = []
+        self._scan_constants()
+        self._decide_all()
+        self._choose_storage()
+
+    # ---- helpers
+
+    def opset(self, domain: str) -> int:
+        return self.opsets.get("" if domain == "ai.onnx" else domain, 0)
+
+    def _task(self, desc: str, total: int):
+        return task(desc, total, disable=not self.progress)
+
+    def _inputs_of(self, graph: ir.Graph) -> set[ir.Value]:
+        return set(graph.inputs)
+
+    # ---- constants
+
+    def _scan_constants(self) -> None:
+        """Find float32 constants and those holding finite values beyond the target range."""
+        for g in self.graphs:
+            inputs = self._inputs_of(g)
+            for v in g.initializers.values():
+                if v.const_value is not None and v.const_value.dtype == F32 and v not in inputs:
+                    self.constants[v] = f"initializer {v.name!r}"
+        for node in self.nodes:
+            if node.op_type in ("Constant", "ConstantOfShape") and node.domain in ("", "ai.onnx"):
+                out = node.outputs[0]
+                if self.t(out) == F32 or (self.t(out) is None and _const_attr(node)):
+                    self.constants[out] = f"{node.op_type} {node.name!r}"
+        with self._task(f"{self.o.dtype}: checking constants", len(self.constants)) as t:
+            for i, v in enumerate(self.constants):
+                arr = _constant_array(v)
+                if arr is not None and arr.size:
+                    peak = float(np.max(np.abs(arr)))
+                    if peak > self.limit:
+                        finite = np.abs(arr[np.isfinite(arr)])
+                        peak = float(finite.max()) if finite.size else 0.0
+                        if peak > self.limit:
+                            self.wide[v] = peak
+                arr = None  # drop the view into the memory map before unmapping it
+                _release(v)
+                if i % _STEP == _STEP - 1:
+                    t.update(_STEP)
+
+    # ---- node decisions
+
+    def _decide_all(self) -> None:
+        with self._task(f"{self.o.dtype}: planning", len(self.nodes)) as t:
+            for i, node in enumerate(self.nodes):
+                if self._is_free(node):
+                    self.free[node] = None
+                else:
+                    d = self._decide(node)
+                    if d is not None:
+                        self.decisions[node] = d
+                if i % _STEP == _STEP - 1:
+                    t.update(_STEP)
+
+    def _is_free(self, node: ir.Node) -> bool:
+        """Nodes whose float32 output type is an attribute we rewrite (Cast to, Constant value)."""
+        if node.op_type not in _FREE_OUTPUT_OPS or node.domain not in ("", "ai.onnx"):
+            return False
+        if node.op_type == "Cast":
+            if self.t(node.outputs[0]) != F32:
+                return False
+        elif node.outputs[0] not in self.constants:
+            return False
+        # the rewritten attribute must be allowed by the schema (ConstantOfShape-9: no bfloat16)
+        allowed = schema_type_constraints(node.op_type, node.domain, self.opset(node.domain))
+        _, outs = kernels.io_constraints(node.op_type, node.domain, self.opset(node.domain)) or (
+            [],
+            [],
+        )
+        return self.low_str in allowed.get(_param(outs, 0) or "", ())
+
+    def _storage_note(self) -> str:
+        if not self.o.require_kernel:
+            return ""
+        return f"; computes in float32 (its constant inputs are stored as {self.o.dtype})"
+
+    def _decide(self, node: ir.Node) -> _Decision | None:
+        t = self.t
+        in_sig = tuple(None if v is None else t(v, 0) for v in node.inputs)
+        out_sig = tuple(t(v, 0) for v in node.outputs)
+        if F32 not in in_sig and F32 not in out_sig:
+            return None
+        op, domain = node.op_type, node.domain
+        label = f"{domain}.{op}" if domain not in ("", "ai.onnx") else op
+        if node.attributes and any(
+            a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
+            for a in node.attributes.values()
+        ):
+            return _Decision(
+                reason=f"control flow ({label}): its inputs and outputs stay float32 so every "
+                "branch/iteration agrees; the nodes inside are converted"
+            )
+        if node.name in self.o.block_nodes:
+            return _Decision(reason="listed in block_nodes")
+        if op in self.o.block_ops:
+            return _Decision(reason=f"op type {op} is in block_ops")
+        opset = self.opset(domain)
+        key = (op, domain, opset, in_sig, out_sig)
+        if key not in self._static_cache:
+            self._static_cache[key] = self._static(op, domain, opset, label, in_sig, out_sig)
+        decision, low_positions = self._static_cache[key]
+        if self.wide and (decision.low_in or decision.low_out):
+            for i in low_positions:
+                v = node.inputs[i]
+                if v in self.wide:
+                    return _Decision(
+                        reason=f"input {v.name!r} holds values up to {self.wide[v]:.6g}, beyond "
+                        f"the {self.o.dtype} range (±{self.limit:.6g}); kept float32 instead of "
+                        "clipping"
+                    )
+        return decision
+
+    def _static(
+        self,
+        op: str,
+        domain: str,
+        opset: int,
+        label: str,
+        in_sig: tuple[int | None, ...],
+        out_sig: tuple[int | None, ...],
+    ) -> tuple[_Decision, tuple[int, ...]]:
+        """Decision for an op with these element types (same for every such node; cached).
+
+        Also returns the float32 input positions that could go low (checked for wide constants).
+        """
+        io = kernels.io_constraints(op, domain, opset)
+        if io is None:
+            return _Decision(
+                reason=f"no ONNX schema for {label} (opset {opset}); left unchanged"
+            ), ()
+        allowed = schema_type_constraints(op, domain, opset)
+        ins, outs = io
+        in_c = {i: _param(ins, i) for i, x in enumerate(in_sig) if x == F32}
+        out_c = {i: _param(outs, i) for i, x in enumerate(out_sig) if x == F32}
+        if any(x == 0 and _param(ins, i) in allowed for i, x in enumerate(in_sig)):
+            return _Decision(reason=f"the type of an input of {label} is unknown"), ()
+        in_params = set(ins)
+        cand: set[str] = set()
+        for c in (*in_c.values(), *out_c.values()):
+            types = allowed.get(c or "")
+            if types is None:  # a fixed tensor(float) position
+                continue
+            if c not in in_params:
+                return _Decision(
+                    reason=f"the output type of {label} is set by an attribute; kept float32"
+                ), ()
+            if self.low_str in types and all(x.startswith("tensor(") for x in types):
+                cand.add(c)
+        if not cand:
+            return _Decision(
+                reason=f"the ONNX schema of {label} (opset {opset}) takes float32 here, "
+                f"not {self.o.dtype}"
+            ), ()
+        chosen, reason, storage_ok, note = self._registry_choice(
+            op, domain, opset, cand, label, (in_sig, ins), (out_sig, outs)
+        )
+        decision = _Decision(
+            low_in=frozenset(i for i, c in in_c.items() if c in chosen),
+            low_out=frozenset(i for i, c in out_c.items() if c in chosen),
+            reason=reason,
+            storage_ok=storage_ok,
+            note=note,
+        )
+        return decision, tuple(i for i, c in in_c.items() if c in cand)
+
+    def _registry_choice(
+        self,
+        op: str,
+        domain: str,
+        opset: int,
+        cand: set[str],
+        label: str,
+        ins: tuple[tuple[int | None, ...], Sequence[str]],
+        outs: tuple[tuple[int | None, ...], Sequence[str]],
+    ) -> tuple[frozenset[str], str | None, bool, str | None]:
+        """(constraints going low, reason kept float32, storage_ok, note) from the registry."""
+        provider = self.o.provider
+
+        def types(chosen: Iterable[str]) -> tuple[list[int | None], list[int | None]]:
+            low = set(chosen)
+            return tuple(  # type: ignore[return-value]
+                [
+                    None
+                    if not t
+                    else int(self.o.low if t == F32 and _param(params, i) in low else t)
+                    for i, t in enumerate(sig)
+                ]
+                for sig, params in (ins, outs)
+            )
+
+        ks = kernels.kernels(op, domain, opset, provider)
+        best: frozenset[str] = frozenset()
+        for k in ks:
+            if not all(
+                c not in k.constraints
+                or "tensor(float)" in k.constraints[c]
+                or self.low_str in k.constraints[c]
+                for c in cand
+            ):
+                continue
+            got = frozenset(c for c in cand if self.low_str in k.constraints.get(c, ()))
+            if len(got) > len(best):
+                best = got
+        if best and kernels.kernel_for(op, domain, opset, *types(best), provider=provider)[0]:
+            return best, None, False, None
+        ok32, why32 = kernels.kernel_for(op, domain, opset, *types(()), provider=provider)
+        if not ok32:
+            return frozenset(), f"{why32}; left unchanged", False, None
+        _, why_low = kernels.kernel_for(op, domain, opset, *types(cand), provider=provider)
+        if self.o.require_kernel:
+            return frozenset(), f"{why_low}{self._storage_note()}", True, None
+        # constraints no registered kernel lists (e.g. Resize roi) are read as float32 by ORT
+        listed = frozenset(c for c in cand if not ks or any(c in k.constraints for k in ks))
+        if not listed:
+            return (
+                frozenset(),
+                f"{provider} reads every float input of {label} as float32",
+                False,
+                None,
+            )
+        return listed, None, False, f"{why_low}; ONNX Runtime computes it in float32 there"
+
+    # ---- storage
+
+    def required(self, node: ir.Node, i: int, v: ir.Value) -> tuple[ir.DataType | None, bool]:
+        """(type input ``i`` of ``node`` needs — None: any —, may it be a low-stored constant)."""
+        if node in self.free and node.op_type == "Cast":
+            opset = self.opset(node.domain)
+            if opset not in self._cast_ok:
+                ok, _ = kernels.kernel_for("Cast", "", opset, [int(self.o.low)], None)
+                self._cast_ok[opset] = ok
+            return (None if self._cast_ok[opset] else F32), False
+        d = self.decisions.get(node)
+        if d is not None and i in d.low_in:
+            return self.o.low, False
+        return F32, bool(d is not None and d.storage_ok and v in self.constants)
+
+    def output_required(self, graph: ir.Graph, v: ir.Value) -> ir.DataType:
+        if graph is self.m.graph and v.name not in self.o.keep_outputs:
+            return self.o.low
+        return F32
+
+    def _choose_storage(self) -> None:
+        for node, d in self.decisions.items():
+            for j in d.low_out:
+                self.stored_low.add(node.outputs[j])
+        for v in self.m.graph.inputs:
+            if self.t(v) == F32 and v.name not in self.o.keep_inputs:
+                self.stored_low.add(v)
+        outputs = {v: g for g in self.graphs for v in g.outputs}
+        sources = [v for v in self.constants if v.producer() is None or v.producer() in self.free]
+        sources += [n.outputs[0] for n in self.free if n.op_type == "Cast"]
+        for v in sources:
+            node = v.producer()
+            if node is not None and node.name in self.o.block_nodes:
+                self.free[node] = "listed in block_nodes"
+                continue
+            if node is not None and node.op_type in self.o.block_ops:
+                self.free[node] = f"op type {node.op_type} is in block_ops"
+                continue
+            want_low, need32, who = False, False, ""
+            for use in v.uses():
+                req, storage_ok = self.required(use.node, use.idx, v)
+                if req == self.o.low or (storage_ok and req == F32):
+                    want_low = True
+                elif req == F32:
+                    need32, who = True, who or use.node.name
+            if v in outputs:
+                if self.output_required(outputs[v], v) == F32:
+                    need32, who = True, who or f"graph output {v.name!r}"
+                else:
+                    want_low = True
+            reason = None
+            if v in self.wide:
+                reason = f"holds values up to {self.wide[v]:.6g}, beyond the {self.o.dtype} range"
+            elif need32:
+                reason = f"{who} needs float32"
+            elif not want_low:
+                reason = "no consumer computes in low precision"
+            if reason is None:
+                self.stored_low.add(v)
+            if node is not None:
+                self.free[node] = reason
+
+    # ---- report
+
+    def node_status(self) -> dict[str, str | None]:
+        """Float node name → None (converted) or why it stays float32, in graph order."""
+        status: dict[str, str | None] = {}
+        for node in self.nodes:
+            if node in self.free:
+                status[node.name] = self.free[node]
+            elif node in self.decisions:
+                d = self.decisions[node]
+                status[node.name] = d.reason
+        return status
+
+
+def _const_attr(node: ir.Node) -> ir.Attr | None:
+    for key in ("value", "value_float", "value_floats"):
+        if key in node.attributes:
+            return node.attributes[key]
+    return None
+
+
+def _constant_array(v: ir.Value) -> np.ndarray | None:
+    """float32 data of a constant value (initializer, Constant, ConstantOfShape)."""
+    if v.const_value is not None:
+        return v.const_value.numpy()
+    node = v.producer()
+    if node is None:
+        return None
+    attr = _const_attr(node)
+    if attr is None:  # ConstantOfShape without value: float32 zeros
+        return np.zeros(1, np.float32) if node.op_type == "ConstantOfShape" else None
+    if attr.type == ir.AttributeType.TENSOR:
+        arr = attr.value.numpy()
+        return arr if arr.dtype == np.float32 else None
+    return np.asarray(attr.value, np.float32)
+
+
+def _release(v: ir.Value) -> None:
+    """Unmap external data after reading so resident memory stays near one tensor."""
+    release = getattr(v.const_value, "release", None)
+    if release is not None:
+        with contextlib.suppress(BufferError):  # an array still uses the map: freed with it
+            release()
+
+
+# ----------------------------------------------------------------------------- rewriting
+
+
+class _Rewriter:
+    def __init__(self, plan: _Plan):
+        self.p = plan
+        self.low = plan.o.low
+        self.casts = 0
+        self.flushed: dict[str, int] = {}
+        self.weights = 0
+        self.taken = {v.name for g in plan.graphs for v in _values(g) if v.name}
+        self.taken |= {n.name for n in plan.nodes}
+        self.first = {g: (next(iter(g), None)) for g in plan.graphs}
+        self.cache: dict[tuple[int, ir.Value, ir.DataType], ir.Value] = {}
+        self.f32 = {v for v, t in plan.types.items() if t == F32}
+
+    def unique(self, base: str) -> str:
+        name, k = base, 0
+        while name in self.taken:
+            k += 1
+            name = f"{base}_{k}"
+        self.taken.add(name)
+        return name
+
+    def run(self) -> None:
+        p = self.p
+        nodes = list(p.nodes)
+        with p._task(f"{p.o.dtype}: converting weights", len(p.stored_low)) as t:
+            for i, v in enumerate(p.stored_low):
+                self.store_low(v)
+                if i % _STEP == _STEP - 1:
+                    t.update(_STEP)
+        with p._task(f"{p.o.dtype}: inserting casts", len(nodes)) as t:
+            for k, node in enumerate(nodes):
+                for i, v in enumerate(node.inputs):
+                    if v is None or v not in self.f32:
+                        continue
+                    req, _ = p.required(node, i, v)
+                    have = self.low if v in p.stored_low else F32
+                    if req is not None and req != have:
+                        node.replace_input_with(i, self.cast(node.graph, v, req))
+                if k % _STEP == _STEP - 1:
+                    t.update(_STEP)
+        for g in p.graphs:
+            self.fix_outputs(g)
+
+    def store_low(self, v: ir.Value) -> None:
+        node = v.producer()
+        if v.type is not None:  # declared in the input (value_info, I/O): keep it accurate
+            v.dtype = self.low
+        if v in self.p.constants:
+            arr = _constant_array(v)
+            low = self.to_low(arr, v.name or (node.name if node else "?"))
+            del arr
+            tensor = ir.Tensor(low, dtype=self.low, name=v.name)
+            if v.const_value is not None:
+                _release(v)
+                v.const_value = tensor
+                self.weights += 1
+                if node is None:
+                    return
+            if node is not None:
+                for key in ("value", "value_float", "value_floats"):
+                    node.attributes.pop(key, None)
+                node.attributes["value"] = ir.AttrTensor("value", tensor)
+                self.weights += 1
+        elif node is not None and node.op_type == "Cast":
+            node.attributes["to"] = ir.AttrInt64("to", int(self.low))
+
+    def to_low(self, arr: np.ndarray, name: str) -> np.ndarray:
+        low = arr.astype(self.low.numpy())
+        zeros = int(np.count_nonzero((low == 0) & (arr != 0)))
+        if zeros:
+            self.flushed[name] = zeros
+        return low
+
+    def cast(self, graph: ir.Graph, v: ir.Value, to: ir.DataType) -> ir.Value:
+        key = (id(graph), v, to)
+        if key in self.cache:
+            return self.cache[key]
+        out = self._new_cast(graph, v, to, self.unique(f"{v.name}_{_short(to)}"))
+        self.cache[key] = out
+        return out
+
+    def _new_cast(self, graph: ir.Graph, v: ir.Value, to: ir.DataType, name: str) -> ir.Value:
+        node = ir.Node(
+            "",
+            "Cast",
+            [v],
+            [ir.AttrInt64("to", int(to))],
+            num_outputs=1,
+            name=self.unique(f"Cast_{v.name}_{_short(to)}"),
+        )
+        out = node.outputs[0]
+        out.name = name
+        out.dtype = to
+        if v.shape is not None:
+            out.shape = ir.Shape(v.shape)
+        producer = v.producer()
+        if producer is not None and producer.graph is graph:
+            graph.insert_after(producer, node)
+        elif self.first[graph] is not None:
+            graph.insert_before(self.first[graph], node)
+        else:
+            graph.append(node)
+        self.casts += 1
+        return out
+
+    def fix_outputs(self, graph: ir.Graph) -> None:
+        p = self.p
+        for i, v in enumerate(list(graph.outputs)):
+            if v not in self.f32:
+                continue
+            req = p.output_required(graph, v)
+            have = self.low if v in p.stored_low else F32
+            if req == have:
+                continue
+            if graph is not p.m.graph:
+                graph.outputs[i] = self.cast(graph, v, req)
+            elif v.producer() is not None:
+                # the model's output keeps its name: the producer's value is renamed instead
+                original = v.name
+                v.name = self.unique(f"{original}_{_short(have)}")
+                self.taken.discard(original)
+                graph.outputs[i] = self._new_cast(graph, v, req, original)
+            else:
+                p.notes.append(
+                    f"graph output {v.name!r} is also a graph input/initializer and stays "
+                    f"{_short(have)}"
+                )
+
+
+def _values(graph: ir.Graph) -> Iterator[ir.Value]:
+    yield from graph.inputs
+    yield from graph.initializers.values()
+    for node in graph:
+        yield from node.outputs
+
+
+def _short(t: ir.DataType) -> str:
+    return {ir.DataType.FLOAT: "fp32", ir.DataType.FLOAT16: "fp16"}.get(t, "bf16")
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def _options(
+    m: ir.Model,
+    dtype: str,
+    keep_io_types: bool | Iterable[str],
+    block_ops: Iterable[str],
+    block_nodes: Iterable[str],
+    provider: str,
+    require_kernel: bool | None,
+    nodes: list[ir.Node],
+) -> _Options:
+    name = _ALIASES.get(str(dtype).lower(), str(dtype).lower())
+    if name not in _LOW:
+        raise InputError(f"dtype must be 'float16' or 'bfloat16', not {dtype!r}")
+    low = _LOW[name]
+    ins = [v.name for v in m.graph.inputs if v.name]
+    outs = [v.name for v in m.graph.outputs if v.name]
+    if keep_io_types is True:
+        keep_in, keep_out = set(ins), set(outs)
+    elif keep_io_types is False or keep_io_types is None:
+        keep_in, keep_out = set(), set()
+    else:
+        wanted = {keep_io_types} if isinstance(keep_io_types, str) else set(keep_io_types)
+        unknown = sorted(wanted - set(ins) - set(outs))
+        if unknown:
+            raise InputError(
+                f"keep_io_types names {unknown} are not inputs or outputs of the model; "
+                f"inputs: {ins}, outputs: {outs}"
+            )
+        keep_in, keep_out = wanted & set(ins), wanted & set(outs)
+    blocked_nodes = {block_nodes} if isinstance(block_nodes, str) else set(block_nodes)
+    names = {n.name for n in nodes}
+    missing = sorted(blocked_nodes - names)
+    if missing:
+        example = ", ".join(sorted(names)[:5])
+        raise InputError(
+            f"block_nodes {missing} are not nodes of the model (names as given by "
+            f"workbench.model.ensure_node_names, e.g. {example})"
+        )
+    if low == ir.DataType.BFLOAT16:
+        opset = m.opset_imports.get("", m.opset_imports.get("ai.onnx", 0))
+        if opset < 13:
+            raise UnsupportedError(
+                f"bfloat16 needs opset 13 or later (Cast to bfloat16); the model uses opset "
+                f"{opset} — convert it with onnx.version_converter first"
+            )
+    return _Options(
+        dtype=name,
+        low=low,
+        keep_inputs=frozenset(keep_in),
+        keep_outputs=frozenset(keep_out),
+        block_ops=frozenset({block_ops} if isinstance(block_ops, str) else block_ops),
+        block_nodes=frozenset(blocked_nodes),
+        provider=provider,
+        require_kernel=(name == "bfloat16") if require_kernel is None else require_kernel,
+    )
+
+
+def _plan(
+    model: Any,
+    dtype: str,
+    keep_io_types: bool | Iterable[str],
+    block_ops: Iterable[str],
+    block_nodes: Iterable[str],
+    provider: str,
+    require_kernel: bool | None,
+) -> _Plan:
+    proto, m = _load_ir(model)
+    nodes = _name_nodes(m)
+    opts = _options(
+        m, dtype, keep_io_types, block_ops, block_nodes, provider, require_kernel, nodes
+    )
+    types = _value_types(proto, m)
+    del proto
+    return _Plan(m, opts, nodes, types, progress=len(nodes) >= _PROGRESS_MIN_NODES)
+
+
+def convertible_nodes(
+    model: Any,
+    dtype: str = "float16",
+    keep_io_types: bool | Iterable[str] = True,
+    block_ops: Iterable[str] = (),
+    block_nodes: Iterable[str] = (),
+    provider: str = kernels.CPU,
+    require_kernel: bool | None = None,
+) -> dict[str, str | None]:
+    """Which nodes :func:`convert_float16` would put in ``dtype``, without converting.
+
+    Returns node name → ``None`` if the node would be converted, else the reason it stays
+    float32 — computed by the same planner as :func:`convert_float16` with the same arguments.
+    Only nodes touching float32 tensors are listed (integer/bool/string nodes are not).
+    Names are those of :func:`workbench.model.ensure_node_names`. Cheap: weights are only
+    scanned for their range, nothing is converted.
+    """
+    plan = _plan(model, dtype, keep_io_types, block_ops, block_nodes, provider, require_kernel)
+    return plan.node_status()
+
+
+def convert_float16(
+    model: Any,
+    dtype: str = "float16",
+    keep_io_types: bool | Iterable[str] = True,
+    block_ops: Iterable[str] = (),
+    block_nodes: Iterable[str] = (),
+    report: bool = False,
+    provider: str = kernels.CPU,
+    require_kernel: bool | None = None,
+) -> onnx.ModelProto | Float16Result:
+    """Convert a float32 model to float16 or bfloat16; the result passes the checker and runs in ORT.
+
+    ``model``: path (external data is memory-mapped, never loaded twice) or ModelProto (never
+    mutated). ``keep_io_types``: True keeps every float32 graph input/output float32 (casts at
+    the boundary), False makes them ``dtype``, a list keeps just those names. ``block_ops``: op
+    types kept float32. ``block_nodes``: node names kept float32 — names as given by
+    :func:`workbench.model.ensure_node_names` (unnamed/duplicate nodes get deterministic names).
+    ``provider``: whose kernel registry decides which inputs may be low precision.
+    ``require_kernel``: convert a node only where ``provider`` has a ``dtype`` kernel (default:
+    True for bfloat16, since ONNX Runtime has no bfloat16 fallback; False for float16, where ORT
+    CPU computes kernel-less float16 nodes in float32 itself).
+
+    Constants beyond the ``dtype`` range keep their consumers in float32 (never clipped); values
+    flushed to zero are reported. Returns the new ModelProto, or with ``report=True`` a
+    :class:`Float16Result` saying which nodes were converted, which stayed float32 and why.
+    """
+    plan = _plan(model, dtype, keep_io_types, block_ops, block_nodes, provider, require_kernel)
+    rw = _Rewriter(plan)
+    rw.run()
+    proto = ir.to_proto(plan.m)
+    if not report:
+        return proto
+    status = plan.node_status()
+    runs32 = {
+        n.name: d.note for n, d in plan.decisions.items() if d.reason is None and d.note is not None
+    }
+    notes = list(plan.notes)
+    if rw.flushed:
+        total = sum(rw.flushed.values())
+        notes.append(
+            f"{total} non-zero constant values are below the smallest {plan.o.dtype} and became "
+            f"0 in {len(rw.flushed)} tensors (see flushed_to_zero)"
+        )
+    unused = sorted(set(plan.o.block_ops) - {n.op_type for n in plan.nodes})
+    if unused:
+        notes.append(f"block_ops {unused} match no node of the model")
+    return Float16Result(
+        model=proto,
+        dtype=plan.o.dtype,
+        converted=tuple(n for n, r in status.items() if r is None),
+        kept_float={n: r for n, r in status.items() if r is not None},
+        casts_inserted=rw.casts,
+        runs_in_float32=runs32,
+        flushed_to_zero=dict(rw.flushed),
+        weights_converted=rw.weights,
+        provider=provider,
+        notes=tuple(notes),
+    )
