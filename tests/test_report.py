@@ -171,7 +171,7 @@ def test_every_section_in_chromium(browser, study, demo_cnn, tmp_path, artifacts
     )
     ids = re.findall(r'<section id="([^"]+)"', path.read_text())
     assert ids == [
-        "model", "study", "tradeoff", "pareto", "float16", "mixed", "accuracy-control",
+        "model", "tradeoff", "study", "pareto", "float16", "mixed", "accuracy-control",
         "capability", "affinity", "subgraphs", "profile", "environment",
     ]  # fmt: skip
     v = Visit(browser, path)
@@ -226,7 +226,7 @@ def test_study_report_in_chromium(browser, study, demo_cnn, tmp_path, artifacts)
     path = wb.report(study, tmp_path / "study.html", model=demo_cnn)
     text = path.read_text()
     ids = re.findall(r'<section id="([^"]+)"', text)
-    assert ids == ["model", "study", "tradeoff", "pareto", "environment"]
+    assert ids == ["model", "tradeoff", "study", "pareto", "environment"]
     v = Visit(browser, path)
     rows = v.page.locator("#study tbody tr")
     assert rows.count() == len(study.records)
@@ -257,7 +257,7 @@ def test_cli_report_from_saved_results(tmp_path, capsys, study, demo_cnn):
     assert main(["report", str(saved), str(bench), "-o", str(out), "--model", model]) == 0
     assert str(out) in capsys.readouterr().out
     ids = re.findall(r'<section id="([^"]+)"', out.read_text())
-    assert ids == ["model", "study", "tradeoff", "pareto", "bench", "environment"]
+    assert ids == ["model", "tradeoff", "study", "pareto", "bench", "environment"]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"hello": 1}))
     assert main(["report", str(bad), "-o", str(out)]) == 2

@@ -353,6 +353,7 @@ class _Builder:
 
     # -- study
     def study(self, study: Any) -> None:
+        self.tradeoff(study)
         s = self.section(
             "study",
             "Variants",
@@ -383,7 +384,6 @@ class _Builder:
                 + ", ".join(f"{k} {v}" for k, v in env.items())
                 + f" in {getattr(study, 'seconds', 0.0):.1f} s."
             )
-        self.tradeoff(study)
         front = study.pareto()
         if front:
             p = self.section(

@@ -134,6 +134,7 @@ class JobControls(widgets.HBox):
             with progress_sink(self._sink), cancellable(token):
                 value = work()
                 token.check()  # a cancel that arrived after the last step still counts
+            self.cancel_button.disabled = True  # too late to cancel: showing the result
             self.result = value
             on_done(value)
             self.state = "done"
