@@ -708,15 +708,18 @@ def outlier_channel_cnn(seed: int = 0) -> onnx.ModelProto:
     return _balance_classes(model, r.uniform(0, 1, (256, 1, 8, 8)).astype(np.float32))
 
 
-def int8_ruining_mlp(seed: int = 0, width: int = 32, ruined: str = "fc3") -> onnx.ModelProto:
+def int8_ruining_mlp(
+    seed: int = 0, width: int = 32, ruined: str | tuple[str, ...] = "fc3"
+) -> onnx.ModelProto:
     """x[N,16] → five Gemm/Relu layers ``fc1``…``fc5`` → y[N,4]; one layer (``ruined``) ruins int8.
 
     Hidden unit 0 of every layer is dead (zero weights, bias −1, Relu). The ruined layer's weight
     row for that unit is 100 in every output column: it never changes the float result, but it
     sets each output channel's int8 scale to 100/127, so all its real weights (|w| < 0.4)
     quantize to zero. Reverting exactly that layer to float restores the accuracy; every other
-    layer is harmless in int8.
+    layer is harmless in int8. ``ruined`` may name several layers.
     """
+    ruined = (ruined,) if isinstance(ruined, str) else tuple(ruined)
     r = rng(seed)
     sizes = [16, width, width, width, width, 4]
     inits, nodes = [], []
@@ -728,7 +731,7 @@ def int8_ruining_mlp(seed: int = 0, width: int = 32, ruined: str = "fc3") -> onn
         if i < 4:  # dead hidden unit 0
             w[:, 0] = 0.0
             b[0] = -1.0
-        if name == ruined:
+        if name in ruined:
             w[0, :] = 100.0  # multiplies the dead unit: no effect in float
         inits += [tensor(f"{name}.w", w), tensor(f"{name}.b", b)]
         out = "y" if i == 4 else f"h{i + 1}"

@@ -55,6 +55,17 @@ def test_reverts_exactly_the_ruining_op(ruining, controlled, tmp_path):
     assert wb.evaluate(r.model, val, models.agreement) == r.final_metric
 
 
+def test_two_independent_ruining_ops_are_both_found(tmodels):
+    model = tmodels.int8_ruining_mlp(ruined=("fc2", "fc4"))
+    cal = tmodels.labelled_feeds(model, 32, seed=1)
+    val = tmodels.labelled_feeds(model, 200, seed=2)
+    r = wb.quantize_with_accuracy_control(model, cal, val, tmodels.agreement, max_drop=0.05)
+    assert sorted(r.reverted) == ["fc2", "fc4"]
+    assert all(gain > 0.3 for _, gain in r.reverted_nodes)  # either one alone still ruins it
+    assert sorted(r.ranking, key=r.ranking.get)[-2:] in (["fc2", "fc4"], ["fc4", "fc2"])
+    assert r.evaluations <= 6
+
+
 def test_result_round_trip_html_and_plot(controlled):
     r = controlled
     back = AccuracyControlResult.from_json(r.to_json())

@@ -85,6 +85,18 @@ def test_deterministic_and_no_temp_files_left(outlier):
     onnx.checker.check_model(a)
 
 
+def test_concurrent_calls_match_sequential(outlier):
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, cal, _ = outlier
+    expected = quantize_int8(model, cal).SerializeToString()
+    stdout = sys.stdout
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: quantize_int8(model, cal).SerializeToString(), range(2)))
+    assert results == [expected, expected]
+    assert sys.stdout is stdout  # ORT's chatter redirection fully undone
+
+
 def test_demo_cnn_keeps_accuracy_and_fuses(demo_cnn, demo_data, tmp_path):
     cal = wb.demo.demo_dataset("train", n=64)
     q = quantize_int8(wb.demo.demo_model_path("cnn"), cal)  # a path works too

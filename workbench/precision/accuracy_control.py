@@ -2,8 +2,8 @@
 
 1. Measure the float baseline and the fully quantized model with ``validation_fn``.
 2. If the drop exceeds ``max_drop``, rank the quantized nodes by their *measured* impact: for
-   each one, the real re-quantized model with that node excluded is run on a few items and the
-   gain in output SQNR vs float is recorded (no validation calls; calibration is reused).
+   each one, the real re-quantized model with only that node in int8 is run on a few items and
+   its output noise vs float is recorded (no validation calls; calibration is reused).
 3. Galloping then binary search over how many top-ranked nodes to revert (``log2`` validation
    calls, not one per node), then a leave-one-out pass over the chosen set drops nodes that
    are not needed and measures each remaining node's gain.
@@ -48,7 +48,7 @@ class AccuracyControlResult(Result):
 
     ``reverted_nodes`` lists ``(node, gain)`` in revert order, ``gain`` being the measured metric
     lost when that node is quantized again; ``ranking`` maps every quantized node to its
-    measured impact (output SQNR gain in dB when reverted, higher = more harmful in int8).
+    measured impact (output noise power, % of the signal, with only that node in int8).
     """
 
     model: onnx.ModelProto
@@ -109,7 +109,7 @@ def _plot(result: AccuracyControlResult, top: int = 20) -> Any:
     return ranking_plot(
         result.ranking,
         "int8 impact per node (accuracy control)",
-        "output SQNR gain when reverted to float (dB)",
+        "output noise power with only this node in int8 (% of signal)",
         top=top,
         highlight=frozenset(result.reverted),
         highlight_label="reverted to float",
@@ -184,17 +184,21 @@ def _ranking(
     feeds: list[dict[str, np.ndarray]],
     base_exclude: tuple[str, ...],
 ) -> dict[str, float]:
-    """Measured impact of each candidate: output SQNR gain (dB) when it alone is reverted."""
+    """Measured impact of each candidate: output noise (% of signal power) when it alone is int8.
+
+    Each probe is the real ORT model with every other candidate excluded, so the number is that
+    node's own contribution (weights, its Q/DQ, its integer kernel) as seen at the outputs.
+    Isolated contributions roughly add up, and a node that alone destroys the output scores
+    high even when another node does too (where "revert one, measure the gain" sees nothing).
+    """
     from ..progress import track
 
     reference = run_outputs(quantizer.prepared, feeds)
-    full = output_noise(run_outputs(quantizer.quantize(base_exclude), feeds), reference)
     impact: dict[str, float] = {}
-    for name in track(candidates, "int8 ranking (revert one node)"):
-        noise = output_noise(
-            run_outputs(quantizer.quantize(base_exclude + (name,)), feeds), reference
-        )
-        impact[name] = 10.0 * math.log10((full + 1e-30) / (noise + 1e-30))
+    for name in track(candidates, "int8 ranking (one node int8 at a time)"):
+        others = tuple(n for n in candidates if n != name)
+        model = quantizer.quantize(base_exclude + others)
+        impact[name] = 100.0 * output_noise(run_outputs(model, feeds), reference)
     return impact
 
 

@@ -20,7 +20,9 @@ import io
 import json
 import logging
 import os
+import sys
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -85,17 +87,33 @@ class _FeedsReader:
             yield item
 
 
+_quiet_lock = threading.Lock()
+_quiet_state: dict[str, Any] = {"depth": 0}
+
+
 @contextlib.contextmanager
 def _ort_quiet() -> Iterator[None]:
-    """Silence ORT quantization chatter (calibrator prints, root-logger warnings)."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.ERROR))
+    """Silence ORT quantization chatter (calibrator prints, root-logger warnings).
+
+    Reference-counted under a lock: concurrent quantizations in several threads share one
+    redirection, and the first entrant's stdout/log level are restored by the last to leave.
+    """
+    with _quiet_lock:
+        if _quiet_state["depth"] == 0:
+            root = logging.getLogger()
+            _quiet_state["level"] = root.level
+            _quiet_state["stdout"] = sys.stdout
+            root.setLevel(max(root.level, logging.ERROR))
+            sys.stdout = io.StringIO()
+        _quiet_state["depth"] += 1
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
+        yield
     finally:
-        root.setLevel(level)
+        with _quiet_lock:
+            _quiet_state["depth"] -= 1
+            if _quiet_state["depth"] == 0:
+                sys.stdout = _quiet_state.pop("stdout")
+                logging.getLogger().setLevel(_quiet_state.pop("level"))
 
 
 def _prepare(model: onnx.ModelProto, workdir: Path, optimize: bool) -> tuple[onnx.ModelProto, str]:
