@@ -123,12 +123,14 @@ def tradeoff_plot(study, title: str | None = None) -> Figure:
             alpha=0.85,
             label=f"hint {hint}",
         )
+    spread = [v for r in ok for v in (r.p10_ms, r.latency_ms, r.p90_ms) if v and v > 0]
+    log_x = bool(spread) and max(spread) / min(spread) > 20
     labels: dict[str, tuple[float, float]] = {}
     for r in sorted(ok, key=lambda r: r.latency_ms):
         text = r.variant + (f" @{r.device}" if several_devices else "")
         labels.setdefault(text + (" (sim)" if r.simulated else ""), (r.latency_ms, r.accuracy))
-    for text, xy in labels.items():  # once per variant/device, at its fastest point
-        ax.annotate(_clip(text, 28), xy, xytext=(5, 5), textcoords="offset points", fontsize=8)
+    for text, xy, dy in _label_offsets(labels, log_x):  # one label per variant/device
+        ax.annotate(_clip(text, 40), xy, xytext=(5, dy), textcoords="offset points", fontsize=8)
     mismatched = [r for r in ok if not r.honoured]
     if mismatched:
         ax.scatter(
@@ -155,8 +157,7 @@ def tradeoff_plot(study, title: str | None = None) -> Figure:
             zorder=0,
         )
     if ok:
-        lat = [r.latency_ms for r in ok]
-        if min(lat) > 0 and max(lat) / min(lat) > 20:
+        if log_x:  # latencies (or their noise) span decades
             ax.set_xscale("log")
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.margins(x=0.08, y=0.12)
@@ -180,3 +181,26 @@ def tradeoff_plot(study, title: str | None = None) -> Figure:
     ax.set_title(title or f"Accuracy vs latency — {getattr(study, 'model_name', '') or 'model'}")
     ax.grid(alpha=0.3)
     return fig
+
+
+def _label_offsets(
+    labels: dict[str, tuple[float, float]], log_x: bool
+) -> list[tuple[str, tuple[float, float], float]]:
+    """(text, point, vertical offset in points): labels that would overlap stack upwards."""
+    import math
+
+    if not labels:
+        return []
+    pos = {t: (math.log10(x) if log_x and x > 0 else x, y) for t, (x, y) in labels.items()}
+    xs, ys = [p[0] for p in pos.values()], [p[1] for p in pos.values()]
+    dx, dy = (max(xs) - min(xs)) or 1.0, (max(ys) - min(ys)) or 1.0
+    placed: list[tuple[float, float, int]] = []
+    out = []
+    for text, xy in labels.items():
+        px, py = pos[text]
+        # labels run ~30% of the axis to the right: stack on any such neighbour in the band
+        near = {k for cx, cy, k in placed if abs(px - cx) / dx < 0.3 and abs(py - cy) / dy < 0.05}
+        level = next(k for k in range(len(placed) + 1) if k not in near)
+        placed.append((px, py, level))
+        out.append((text, xy, 5.0 + 11.0 * level))
+    return out
