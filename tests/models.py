@@ -642,9 +642,32 @@ def mixed_sensitive(seed: int = 0) -> onnx.ModelProto:
     return make(nodes, [vi("x", F, ["N", 16])], [vi("y", F, ["N", 4])], inits, "sensitive")
 
 
-def mixed_large(blocks: int = 96, width: int = 16, cancel_every: int = 24, seed: int = 0):
-    """~500-node MLP chain (5 nodes per block, tanh keeps values bounded) with a 3-node
-    cancellation block every ``cancel_every`` blocks — the mixed-precision benchmark model."""
+def _weight_block(nodes: list, inits: list, prev: str, tag: str) -> str:
+    """prev + 1000.3 − 1000 − 0.3: float16 stores 1000.3 as 1000.5, so ``{tag}_add`` must keep
+    its constant in float32 — an error ONNX Runtime shows on CPU too."""
+    n = helper.make_node
+    inits += [
+        tensor(f"{tag}.c1", np.array(1000.3, np.float32)),
+        tensor(f"{tag}.c2", np.array(-1000.0, np.float32)),
+        tensor(f"{tag}.c3", np.array(-0.3, np.float32)),
+    ]
+    nodes += [
+        n("Add", [prev, f"{tag}.c1"], [f"{tag}.a"], name=f"{tag}_add"),
+        n("Add", [f"{tag}.a", f"{tag}.c2"], [f"{tag}.b"], name=f"{tag}_back"),
+        n("Add", [f"{tag}.b", f"{tag}.c3"], [f"{tag}.c"], name=f"{tag}_rest"),
+    ]
+    return f"{tag}.c"
+
+
+def mixed_large(
+    blocks: int = 84, width: int = 16, cancel_every: int = 24, weight_every: int = 8, seed: int = 0
+) -> onnx.ModelProto:
+    """~500-node MLP chain — the mixed-precision benchmark model.
+
+    5 nodes per block (tanh keeps values bounded), a 3-node cancellation block every
+    ``cancel_every`` blocks (sensitive in real float16, hidden by ONNX Runtime on CPU) and a
+    3-node weight-precision block every ``weight_every`` blocks (sensitive on CPU too).
+    """
     r = rng(seed)
     n = helper.make_node
     nodes: list = []
@@ -667,10 +690,13 @@ def mixed_large(blocks: int = 96, width: int = 16, cancel_every: int = 24, seed:
         prev = f"{p}.out"
         if cancel_every and b % cancel_every == cancel_every // 2:
             prev = _cancel_block(nodes, inits, prev, f"{p}_cancel", 4096.0)
+        if weight_every and b % weight_every == weight_every - 1:
+            prev = _weight_block(nodes, inits, prev, f"{p}_weight")
     nodes.append(n("Identity", [prev], ["y"], name="output"))
     return make(
         nodes, [vi("x", F, ["N", width])], [vi("y", F, ["N", width])], inits, "mixed_large"
     )
+
 
 # ----------------------------------------------------------------------------- int8 (issue 6)
 

@@ -109,6 +109,84 @@ def tensor_ranges(
     return {k: TensorRange(v[0], v[1], int(v[2]), int(v[3])) for k, v in stats.items()}
 
 
+def _round_array(array: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 values as stored in ``dtype`` and read back."""
+    if dtype == "bfloat16":
+        import ml_dtypes
+
+        return array.astype(ml_dtypes.bfloat16).astype(np.float32)
+    with np.errstate(over="ignore"):
+        return array.astype(np.float16).astype(np.float32)
+
+
+class _ProbeBuilder:
+    """Inserts the rounding switches; one Cast round-trip per value, one Where per use."""
+
+    def __init__(self, m: ir.Model, dtype: str):
+        self.g = m.graph
+        self.dtype = dtype
+        self.to = onnx.TensorProto.BFLOAT16 if dtype == "bfloat16" else onnx.TensorProto.FLOAT16
+        self.rounded: dict[int, ir.Value] = {}  # id(value) → its rounded twin
+        self.count = 0
+
+    def _name(self, what: str) -> str:
+        self.count += 1
+        return f"__wb_probe_{what}{self.count}"
+
+    def twin(self, x: ir.Value, before: list[ir.Node]) -> ir.Value:
+        """The rounded version of ``x`` (constants rounded in numpy, activations by Cast)."""
+        if id(x) in self.rounded:
+            return self.rounded[id(x)]
+        const = x.const_value if x.is_initializer() else None
+        if const is not None:
+            r = ir.Value(
+                name=self._name("w"),
+                const_value=ir.tensor(_round_array(const.numpy().astype(np.float32), self.dtype)),
+            )
+            self.g.register_initializer(r)
+        else:
+            c1 = ir.node("Cast", [x], {"to": self.to}, name=self._name("lo"))
+            c2 = ir.node("Cast", c1.outputs, {"to": onnx.TensorProto.FLOAT}, name=self._name("hi"))
+            before.extend((c1, c2))
+            r = c2.outputs[0]
+        r.dtype = _FLOAT
+        self.rounded[id(x)] = r
+        return r
+
+    def switch(self, cond: ir.Value, rounded: ir.Value, x: ir.Value) -> ir.Node:
+        w = ir.node("Where", [cond, rounded, x], name=self._name("where"))
+        w.outputs[0].dtype = _FLOAT
+        return w
+
+    def probe_node(self, node: ir.Node, cond: ir.Value, before: list[ir.Node]) -> None:
+        for i, x in enumerate(node.inputs):
+            if x is not None and _is_float(x):
+                w = self.switch(cond, self.twin(x, before), x)
+                before.append(w)
+                self.rounded[id(w.outputs[0])] = self.rounded[id(x)]
+                node.replace_input_with(i, w.outputs[0])
+        self.g.insert_before(node, before)
+        after: list[ir.Node] = []
+        for y in node.outputs:
+            if not _is_float(y):
+                continue
+            uses = list(y.uses())
+            r = self.twin(y, after)
+            w = self.switch(cond, r, y)
+            after.append(w)
+            self.rounded[id(w.outputs[0])] = r  # rounding a switched value = rounding y
+            for use in uses:
+                use.node.replace_input_with(use.idx, w.outputs[0])
+            if y.is_graph_output():  # the graph output keeps its name, on the switched value
+                pos = [id(v) for v in self.g.outputs].index(id(y))
+                name = y.name
+                y.name = self._name("raw")
+                w.outputs[0].name = name
+                self.g.outputs[pos] = w.outputs[0]
+        if after:
+            self.g.insert_after(node, after)
+
+
 def rounding_probe(
     model: onnx.ModelProto, probed: Sequence[str], dtype: str
 ) -> Callable[[np.ndarray, Feeds], dict[str, np.ndarray]]:
@@ -116,9 +194,9 @@ def rounding_probe(
 
     ``mask`` is a bool vector over ``probed``; all False rounds nothing (the probe's own fp32
     reference). Rounding covers each selected node's float32 inputs (activations and weights)
-    and outputs, i.e. what a low-precision kernel reads and writes.
+    and outputs, i.e. what a low-precision kernel reads and writes. One session serves every
+    mask, so measuring a node set costs one run per item, not a conversion and a session.
     """
-    to = onnx.TensorProto.BFLOAT16 if dtype == "bfloat16" else onnx.TensorProto.FLOAT16
     m = _typed_ir(model)
     g = m.graph
     select = ir.Value(
@@ -126,52 +204,16 @@ def rounding_probe(
     )
     g.inputs.append(select)
     by_name = {n.name: n for n in g}
-    outputs = {id(v) for v in g.outputs}
+    builder = _ProbeBuilder(m, dtype)
     for j, name in enumerate(probed):
-        node = by_name[name]
         index = ir.Value(name=f"__wb_probe_j{j}", const_value=ir.tensor(np.array(j, np.int64)))
         g.register_initializer(index)
         cond = ir.node("Gather", [select, index], name=f"__wb_probe_sel{j}")
-        added = [cond]
-
-        def rounded(
-            x: ir.Value, tag: str, cond: ir.Value = cond.outputs[0], added: list = added
-        ) -> ir.Node:
-            c1 = ir.node("Cast", [x], {"to": to}, name=f"{tag}_lo")
-            c2 = ir.node("Cast", c1.outputs, {"to": onnx.TensorProto.FLOAT}, name=f"{tag}_hi")
-            w = ir.node("Where", [cond, c2.outputs[0], x], name=f"{tag}_where")
-            w.outputs[0].dtype = _FLOAT
-            added.extend((c1, c2, w))
-            return w
-
-        for i, x in enumerate(node.inputs):
-            if x is not None and _is_float(x):
-                w = rounded(x, f"__wb_probe{j}_in{i}")
-                node.replace_input_with(i, w.outputs[0])
-        g.insert_before(node, added)
-        after: list[ir.Node] = []
-        for k, y in enumerate(node.outputs):
-            if not _is_float(y):
-                continue
-            consumers = list(y.uses())
-            was_output = id(y) in outputs
-            start = len(added)
-            w = rounded(y, f"__wb_probe{j}_out{k}")
-            after.extend(added[start:])
-            for use in consumers:
-                use.node.replace_input_with(use.idx, w.outputs[0])
-            if was_output:  # keep the graph output's name on the rounded value
-                pos = [id(v) for v in g.outputs].index(id(y))
-                out_name = y.name
-                y.name = f"{out_name}__wb_raw"
-                w.outputs[0].name = out_name
-                g.outputs[pos] = w.outputs[0]
-        if after:
-            g.insert_after(node, after)
-    # the probe is a measuring device: basic optimizations keep session creation fast on big
-    # graphs, and no fusion may remove the Cast round-trips
+        builder.probe_node(by_name[name], cond.outputs[0], [cond])
+    # the probe is a measuring device: no optimization may fuse away its Cast round-trips,
+    # and skipping them keeps session creation fast on big graphs
     options = session_options()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = make_session(ir.to_proto(m), options=options)
     specs = {i.name: _np_type(i.type) for i in session.get_inputs() if i.name != _SELECT}
     names = [o.name for o in session.get_outputs()]

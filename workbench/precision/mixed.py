@@ -52,10 +52,11 @@ _LIMITS: dict[str, tuple[float, float]] = {
 _DTYPE_ALIASES = {"f16": "float16", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
 #: default cap on full evaluations (the search itself needs ~2·log2(N); the rest refines)
 DEFAULT_MAX_EVALUATIONS = 40
-#: dataset items the rounding probe runs on (chosen with ``seed`` when there are more)
-PROBE_ITEMS = 2
-#: groups the probe may measure; splitting stops earlier once every group is below threshold
-PROBE_GROUPS = 64
+#: dataset items the sensitivity probe runs on (those the all-candidates model hurt most)
+PROBE_ITEMS = 1
+#: groups the probe may measure per probed node (at least 64, at most 1024 in all); splitting
+#: stops earlier once every group is below the threshold
+PROBE_GROUPS_PER_NODE = 2
 #: a probe group moving the outputs by less than this share of the tolerance is not split
 PROBE_THRESHOLD = 0.1
 #: a tensor with more than this share of its nonzero values below the smallest normal
@@ -241,6 +242,8 @@ class _Evaluation:
     metric: float | None  # validation metric of the real run (validation mode)
     max_error: dict[str, float]
     failure: str = ""
+    ran: bool = True  # False: rejected by the simulation, the converted model never built
+    items: tuple[float, ...] = ()  # simulated tolerance ratio per dataset item
 
 
 class _Probe:
@@ -302,6 +305,7 @@ class _Search:
         self.cache: dict[frozenset[str], _Evaluation] = {}
         self.history: list[dict[str, Any]] = []
         self.probe: _Probe | None = None
+        self.last_items: list[float] = []
         runner = open_runner(model, "cpu")
         try:
             self.output_names = list(runner.output_names)
@@ -330,35 +334,45 @@ class _Search:
     ) -> tuple[bool, float, dict[str, float]]:
         """(all within tolerance, worst tolerance ratio, max abs error per output) vs fp32."""
         max_err = dict.fromkeys(self.output_names, 0.0)
-        ratio, ok = 0.0, True
+        ok = True
+        self.last_items = []  # worst tolerance ratio per item (the probe picks the worst items)
         for outs, ref in zip(outputs, self.reference, strict=True):
+            worst = 0.0
             for name in self.output_names:
                 a, b = outs[name], ref[name]
                 err = max_abs_error(a, b) if a.shape == b.shape else math.inf
                 max_err[name] = max(max_err[name], err if math.isfinite(err) else math.inf)
-                ratio = max(ratio, _tolerance_ratio(a, b, self.rtol, self.atol))
+                worst = max(worst, _tolerance_ratio(a, b, self.rtol, self.atol))
                 ok = ok and within_tolerance(a, b, self.rtol, self.atol)
-        return ok, ratio, max_err
+            self.last_items.append(worst)
+        return ok, max(self.last_items, default=0.0), max_err
 
-    def measure(self, model: onnx.ModelProto, kept: Sequence[str]) -> _Evaluation:
-        """Judge the candidate: real run in ONNX Runtime and the rounding simulation."""
-        try:
-            runner = open_runner(model, "cpu")
-        except WorkbenchError as e:  # a candidate ORT cannot load is a rejected candidate
-            return _Evaluation(False, None, None, None, {}, f"ONNX Runtime rejected it: {e}")
+    def measure(self, kept: Sequence[str], model: onnx.ModelProto | None = None) -> _Evaluation:
+        """Judge a candidate: the rounding simulation first (one run per item on the probe's
+        session), then — only if that passes — the converted model in ONNX Runtime."""
         assert self.probe is not None
         converted = set(self.candidates) - set(kept)
         mask = self.probe.mask({self.owner[c] for c in converted})
+        if self.validation_fn is None:
+            sim_ok, sim, sim_err = self._compare(self.probe.run(mask, fd) for fd in self.feeds)
+        else:
+            sim = call_validation(self.validation_fn, self.probe.runner(mask), self.data)
+            assert self.baseline is not None
+            sim_ok, sim_err = self.baseline - sim <= self.max_drop + 1e-12, {}
+        item_errors = tuple(self.last_items) if self.validation_fn is None else ()
+        if not sim_ok:
+            return _Evaluation(False, None, sim, None, sim_err, ran=False, items=item_errors)
+        try:
+            runner = open_runner(model if model is not None else self.build(kept), "cpu")
+        except WorkbenchError as e:  # a candidate ORT cannot load is a rejected candidate
+            return _Evaluation(False, None, sim, None, {}, f"ONNX Runtime rejected it: {e}")
         try:
             ok, ratio, max_err = self._compare(runner(fd) for fd in self.feeds)
             if self.validation_fn is None:
-                sim_ok, sim_ratio, _ = self._compare(self.probe.run(mask, fd) for fd in self.feeds)
-                return _Evaluation(ok and sim_ok, ratio, sim_ratio, None, max_err)
+                return _Evaluation(ok, ratio, sim, None, max_err)
             metric = call_validation(self.validation_fn, runner, self.data)
-            sim = call_validation(self.validation_fn, self.probe.runner(mask), self.data)
             assert self.baseline is not None
-            worst = min(metric, sim)
-            accepted = self.baseline - worst <= self.max_drop + 1e-12
+            accepted = self.baseline - metric <= self.max_drop + 1e-12
             return _Evaluation(accepted, None, sim, metric, max_err)
         finally:
             runner.close()
@@ -368,7 +382,7 @@ class _Search:
         if key in self.cache:
             return self.cache[key]
         check_cancelled()
-        result = self.measure(self.build(kept), kept)
+        result = self.measure(kept)
         self.cache[key] = result
         entry: dict[str, Any] = {
             "evaluation": len(self.history) + 1,
@@ -378,17 +392,19 @@ class _Search:
             "tolerance_ratio": result.ratio,
             "metric": result.metric,
             "simulated": result.simulated,
+            "ran_converted": result.ran,
             "accepted": result.accepted,
         }
         if result.failure:
             entry["failure"] = result.failure
         self.history.append(entry)
+        sim = f"simulated f16 {result.simulated:.3g}" if result.simulated is not None else ""
         if result.metric is not None:
-            what = f"metric {result.metric:.4g} (simulated {result.simulated:.4g})"
+            what = f"metric {result.metric:.4g}, {sim}"
         elif result.ratio is not None:
-            what = f"error {result.ratio:.3g}× tol (simulated {result.simulated:.3g}×)"
+            what = f"error {result.ratio:.3g}× tol, {sim}"
         else:
-            what = "rejected"
+            what = f"rejected ({sim or result.failure[:60]})"
         bar.update(postfix=f"eval {entry['evaluation']}: {len(kept)} searched kept float, {what}")
         return result
 
@@ -420,12 +436,13 @@ def _probe_sensitivity(
 
     scores: dict[str, float] = {}
     measured = 1
+    limit = min(1024, max(64, PROBE_GROUPS_PER_NODE * n))
     heap: list[tuple[float, int, int, float]] = []
     root = effect(0, n)
     heapq.heappush(heap, (-root, 0, n, root))
     while heap:
         _, lo, hi, e = heapq.heappop(heap)
-        if hi - lo == 1 or e <= PROBE_THRESHOLD or measured + 2 > PROBE_GROUPS:
+        if hi - lo == 1 or e <= PROBE_THRESHOLD or measured + 2 > limit:
             share = e / (hi - lo) if math.isfinite(e) else e
             for i in range(lo, hi):
                 scores[probe.probed[i]] = share
@@ -566,7 +583,7 @@ def auto_mixed_precision(
         else:
             final_model = search.build(final_kept)
             final_eval = search.cache.get(frozenset(final_kept)) or search.measure(
-                final_model, final_kept
+                final_kept, final_model
             )
             converted = tuple(n for n in float_nodes if n not in kept)
 
@@ -595,11 +612,14 @@ def _rank(
 ) -> tuple[dict[str, float], list[str]]:
     """Probe sensitivities (main-graph nodes; subgraph nodes inherit their owner's) and the
     ranking, most sensitive first, ties in graph order."""
-    if len(feeds) > PROBE_ITEMS:
-        pick = np.random.default_rng(seed).choice(len(feeds), PROBE_ITEMS, replace=False)
-        items = sorted(int(i) for i in pick)
-    else:
-        items = list(range(len(feeds)))
+    # the items where converting everything hurt most (evaluation 1) are the most telling;
+    # ties (and validation mode, which has no per-item errors) are broken by the seeded order
+    first = search.cache.get(frozenset())
+    order = np.random.default_rng(seed).permutation(len(feeds)).tolist()
+    errors = first.items if first is not None and len(first.items) == len(feeds) else ()
+    if errors:
+        order.sort(key=lambda i: -errors[i])
+    items = sorted(order[:PROBE_ITEMS])
     assert search.probe is not None
     scores, _ = _probe_sensitivity(search.probe, feeds, items, rtol, atol)
     sensitivity = {c: float(scores.get(search.owner[c], 0.0)) for c in search.candidates}
