@@ -735,9 +735,9 @@ def outlier_channel_cnn(seed: int = 0) -> onnx.ModelProto:
 
 
 def int8_ruining_mlp(
-    seed: int = 0, width: int = 32, ruined: str | tuple[str, ...] = "fc3"
+    seed: int = 0, width: int = 32, ruined: str | tuple[str, ...] = "fc3", layers: int = 5
 ) -> onnx.ModelProto:
-    """x[N,16] → five Gemm/Relu layers ``fc1``…``fc5`` → y[N,4]; one layer (``ruined``) ruins int8.
+    """x[N,16] → ``layers`` Gemm(/Relu) layers ``fc1``…``fcL`` → y[N,4]; ``ruined`` ruins int8.
 
     Hidden unit 0 of every layer is dead (zero weights, bias −1, Relu). The ruined layer's weight
     row for that unit is 100 in every output column: it never changes the float result, but it
@@ -747,25 +747,28 @@ def int8_ruining_mlp(
     """
     ruined = (ruined,) if isinstance(ruined, str) else tuple(ruined)
     r = rng(seed)
-    sizes = [16, width, width, width, width, 4]
+    sizes = [16] + [width] * (layers - 1) + [4]
+    last = layers - 1
     inits, nodes = [], []
     prev = "x"
-    for i in range(5):
+    for i in range(layers):
         name = f"fc{i + 1}"
-        w = (r.standard_normal((sizes[i], sizes[i + 1])) / np.sqrt(sizes[i])).astype(np.float32)
+        w = (r.standard_normal((sizes[i], sizes[i + 1])) * np.sqrt(2.0 / sizes[i])).astype(
+            np.float32
+        )
         b = (r.standard_normal(sizes[i + 1]) * 0.05).astype(np.float32)
-        if i < 4:  # dead hidden unit 0
+        if i < last:  # dead hidden unit 0
             w[:, 0] = 0.0
             b[0] = -1.0
         if name in ruined:
             w[0, :] = 100.0  # multiplies the dead unit: no effect in float
         inits += [tensor(f"{name}.w", w), tensor(f"{name}.b", b)]
-        out = "y" if i == 4 else f"h{i + 1}"
-        gemm_out = out if i == 4 else f"g{i + 1}"
+        out = "y" if i == last else f"h{i + 1}"
+        gemm_out = out if i == last else f"g{i + 1}"
         nodes.append(
             helper.make_node("Gemm", [prev, f"{name}.w", f"{name}.b"], [gemm_out], name=name)
         )
-        if i < 4:
+        if i < last:
             nodes.append(helper.make_node("Relu", [gemm_out], [out], name=f"relu{i + 1}"))
         prev = out
     model = make(nodes, [vi("x", F, ["N", 16])], [vi("y", F, ["N", 4])], inits, "ruining_mlp")
