@@ -28,6 +28,7 @@ its weights are stored in bfloat16 and cast at use.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -52,8 +53,19 @@ _ALIASES = {"fp16": "float16", "f16": "float16", "half": "float16", "bf16": "bfl
 #: progress bars only for models at least this big (small ones finish instantly)
 _PROGRESS_MIN_NODES = 2000
 _STEP = 256
+#: constants up to this size are read once and kept for the conversion step
+_CACHE_BYTES = 1 << 16
 #: ops whose float32 output type comes from an attribute this pass knows how to rewrite
 _FREE_OUTPUT_OPS = ("Cast", "Constant", "ConstantOfShape")
+
+_CONSTANT_TYPES = {
+    "value_float": ir.DataType.FLOAT,
+    "value_floats": ir.DataType.FLOAT,
+    "value_int": ir.DataType.INT64,
+    "value_ints": ir.DataType.INT64,
+    "value_string": ir.DataType.STRING,
+    "value_strings": ir.DataType.STRING,
+}
 
 ModelArg = "str | os.PathLike[str] | onnx.ModelProto"
 
@@ -161,22 +173,29 @@ def _load_ir(model: Any) -> tuple[onnx.ModelProto, ir.Model]:
     return proto, m
 
 
-def _value_types(proto: onnx.ModelProto, m: ir.Model) -> dict[ir.Value, ir.DataType]:
-    """Element type of every tensor value: declared in the IR, else from shape inference.
+def _value_types(
+    proto: onnx.ModelProto, m: ir.Model, graphs: list[ir.Graph]
+) -> dict[ir.Value, ir.DataType]:
+    """Element type of every tensor value: declared in the IR, else derived, else inferred.
 
-    Kept beside the IR instead of written into it, so values that had no type in the input
-    get no value_info in the output either.
+    Schema type constraints give most types in one cheap pass; ONNX shape inference (on a
+    tensor-free copy) runs only when some node output is still unknown. Types are kept beside
+    the IR instead of written into it, so the output gets no value_info the input did not have.
     """
     found: dict[ir.Value, ir.DataType] = {}
-    for types, graph in zip(graph_value_types(proto), _ir_graphs(m.graph), strict=True):
+    opsets = dict(m.opset_imports)
+    for graph in graphs:
         for v in _values(graph):
-            vt = v.type
-            if vt is None:
-                if v.name in types:
-                    found[v] = ir.DataType(types[v.name])
-            elif isinstance(vt, ir.TensorType):
-                found[v] = vt.dtype
-        _propagate_unknown(graph, found, dict(m.opset_imports))
+            if isinstance(v.type, ir.TensorType):
+                found[v] = v.type.dtype
+        _propagate_unknown(graph, found, opsets)
+    if all(v in found for g in graphs for node in g for v in node.outputs):
+        return found
+    for types, graph in zip(graph_value_types(proto), graphs, strict=True):
+        for v in _values(graph):
+            if v not in found and v.type is None and v.name in types:
+                found[v] = ir.DataType(types[v.name])
+        _propagate_unknown(graph, found, opsets)
     return found
 
 
@@ -191,6 +210,13 @@ def _propagate_unknown(
         if all(v in found for v in node.outputs):
             continue
         domain = "" if node.domain == "ai.onnx" else node.domain
+        if node.op_type == "Constant" and not domain:
+            attr = next(iter(node.attributes.values()), None)
+            if attr is not None and attr.name in _CONSTANT_TYPES:
+                found[node.outputs[0]] = _CONSTANT_TYPES[attr.name]
+            elif attr is not None and attr.type == ir.AttributeType.TENSOR:
+                found[node.outputs[0]] = attr.value.dtype
+            continue
         io = kernels.io_constraints(node.op_type, domain, opsets.get(domain, 0))
         if io is None:
             continue
@@ -239,12 +265,12 @@ def _skeleton(graph: ir.Graph, out: onnx.GraphProto) -> None:
                     _skeleton(g, a.graphs.add())
 
 
-def _name_nodes(m: ir.Model) -> list[ir.Node]:
+def _name_nodes(m: ir.Model, graphs: list[ir.Graph]) -> list[ir.Node]:
     """Give every node its :func:`ensure_node_names` name; return all nodes in that order.
 
     ensure_node_names runs on a tensor-free skeleton so a multi-GB model is never copied.
     """
-    nodes = [n for g in _ir_graphs(m.graph) for n in g]
+    nodes = [n for g in graphs for n in g]
     names = {n.name for n in nodes}
     if len(names) == len(nodes) and "" not in names and None not in names:
         return nodes  # ensure_node_names would change nothing
@@ -293,6 +319,7 @@ class _Plan:
     def __init__(
         self,
         m: ir.Model,
+        graphs: list[ir.Graph],
         opts: _Options,
         nodes: list[ir.Node],
         types: dict[ir.Value, ir.DataType],
@@ -311,10 +338,11 @@ class _Plan:
         self.opsets = dict(m.opset_imports)
         if "ai.onnx" in self.opsets and "" not in self.opsets:
             self.opsets[""] = self.opsets["ai.onnx"]
-        self.graphs = list(_ir_graphs(m.graph))
+        self.graphs = graphs
         self.main_inputs = set(m.graph.inputs)
         self.constants: dict[ir.Value, str] = {}  # float32 constant value → what holds it
         self.wide: dict[ir.Value, float] = {}  # constant → largest finite |x| beyond the range
+        self.small: dict[ir.Value, np.ndarray] = {}  # small constants' data, read once
         self.decisions: dict[ir.Node, _Decision] = {}
         self._static_cache: dict[tuple, tuple[_Decision, tuple[int, ...]] | None] = {}
         self._cast_ok: dict[int, bool] = {}
@@ -353,6 +381,8 @@ class _Plan:
         with self._task(f"{self.o.dtype}: checking constants", len(self.constants)) as t:
             for i, v in enumerate(self.constants):
                 arr = _constant_array(v)
+                if arr is not None and arr.nbytes <= _CACHE_BYTES:
+                    self.small[v] = arr  # read once: converted from here if it goes low
                 if arr is not None and arr.size:
                     peak = float(np.max(np.abs(arr)))
                     if peak > self.limit:
@@ -705,10 +735,13 @@ class _Rewriter:
         if v.type is not None:  # declared in the input (value_info, I/O): keep it accurate
             v.dtype = self.low
         if v in self.p.constants:
-            arr = _constant_array(v)
+            arr = self.p.small.pop(v, None)
+            if arr is None:
+                arr = _constant_array(v)
             low = self.to_low(arr, v.name or (node.name if node else "?"))
             del arr
-            tensor = ir.Tensor(low, dtype=self.low, name=v.name)
+            shape = v.const_value.shape if v.const_value is not None else None
+            tensor = _SerializeOnce(low, dtype=self.low, shape=shape, name=v.name)
             if v.const_value is not None:
                 _release(v)
                 v.const_value = tensor
@@ -786,6 +819,34 @@ class _Rewriter:
                 )
 
 
+class _SerializeOnce(ir.Tensor):
+    """A converted weight whose array is dropped as soon as it is serialized.
+
+    ``ir.to_proto`` would otherwise hold every converted array and the new proto at once.
+    """
+
+    def tobytes(self) -> bytes:
+        data = super().tobytes()
+        self._raw = np.empty(0, self._raw.dtype)  # the proto owns the bytes from here on
+        return data
+
+
+def _to_proto(plan: _Plan) -> onnx.ModelProto:
+    """Serialize, then drop the IR's converted arrays at once (not at the next GC cycle)."""
+    for g in plan.graphs:
+        inputs = set(g.inputs)
+        for v in g.initializers.values():
+            if v not in inputs:  # the tensor carries its type: no value_info needed
+                v.type = None
+                v.shape = None
+    proto = ir.to_proto(plan.m)
+    for g in plan.graphs:
+        for v in g.initializers.values():
+            v.const_value = None
+    plan.small.clear()
+    return proto
+
+
 def _values(graph: ir.Graph) -> Iterator[ir.Value]:
     yield from graph.inputs
     yield from graph.initializers.values()
@@ -857,6 +918,19 @@ def _options(
     )
 
 
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic GC: the IR makes ~10 linked objects per node and full collections
+    passing over them repeatedly would cost more than the conversion itself."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _plan(
     model: Any,
     dtype: str,
@@ -867,13 +941,14 @@ def _plan(
     require_kernel: bool | None,
 ) -> _Plan:
     proto, m = _load_ir(model)
-    nodes = _name_nodes(m)
+    graphs = list(_ir_graphs(m.graph))
+    nodes = _name_nodes(m, graphs)
     opts = _options(
         m, dtype, keep_io_types, block_ops, block_nodes, provider, require_kernel, nodes
     )
-    types = _value_types(proto, m)
+    types = _value_types(proto, m, graphs)
     del proto
-    return _Plan(m, opts, nodes, types, progress=len(nodes) >= _PROGRESS_MIN_NODES)
+    return _Plan(m, graphs, opts, nodes, types, progress=len(nodes) >= _PROGRESS_MIN_NODES)
 
 
 def convertible_nodes(
@@ -893,8 +968,9 @@ def convertible_nodes(
     Names are those of :func:`workbench.model.ensure_node_names`. Cheap: weights are only
     scanned for their range, nothing is converted.
     """
-    plan = _plan(model, dtype, keep_io_types, block_ops, block_nodes, provider, require_kernel)
-    return plan.node_status()
+    with _no_gc():
+        plan = _plan(model, dtype, keep_io_types, block_ops, block_nodes, provider, require_kernel)
+        return plan.node_status()
 
 
 def convert_float16(
@@ -923,10 +999,11 @@ def convert_float16(
     flushed to zero are reported. Returns the new ModelProto, or with ``report=True`` a
     :class:`Float16Result` saying which nodes were converted, which stayed float32 and why.
     """
-    plan = _plan(model, dtype, keep_io_types, block_ops, block_nodes, provider, require_kernel)
-    rw = _Rewriter(plan)
-    rw.run()
-    proto = ir.to_proto(plan.m)
+    with _no_gc():
+        plan = _plan(model, dtype, keep_io_types, block_ops, block_nodes, provider, require_kernel)
+        rw = _Rewriter(plan)
+        rw.run()
+        proto = _to_proto(plan)
     if not report:
         return proto
     status = plan.node_status()
