@@ -821,6 +821,43 @@ def conv_stack(size: int = 32, channels: int = 32, layers: int = 4, seed: int = 
     return make(nodes, [x], [y], inits, "conv_stack")
 
 
+def conv_bn(seed: int = 0) -> onnx.ModelProto:
+    """x[N,3,8,8] → Conv → BatchNormalization → Relu → Conv → BatchNormalization → Relu →
+    GlobalAveragePool → Flatten → Gemm → y[N,4], with unnamed nodes (real conv nets have BN;
+    ORT's quant_pre_process folds it into the convs before quantization).
+    """
+    r = rng(seed)
+    n = helper.make_node
+    inits, nodes, prev, cin = [], [], "x", 3
+    for i, cout in enumerate((8, 16)):
+        w = r.standard_normal((cout, cin, 3, 3)) * np.sqrt(2.0 / (cin * 9))
+        inits += [
+            tensor(f"c{i}.w", w.astype(np.float32)),
+            tensor(f"bn{i}.scale", r.uniform(0.5, 2.0, cout).astype(np.float32)),
+            tensor(f"bn{i}.bias", (0.1 * r.standard_normal(cout)).astype(np.float32)),
+            tensor(f"bn{i}.mean", (0.1 * r.standard_normal(cout)).astype(np.float32)),
+            tensor(f"bn{i}.var", r.uniform(0.5, 2.0, cout).astype(np.float32)),
+        ]
+        bn = [f"bn{i}.{k}" for k in ("scale", "bias", "mean", "var")]
+        nodes += [
+            n("Conv", [prev, f"c{i}.w"], [f"a{i}"], pads=[1, 1, 1, 1]),
+            n("BatchNormalization", [f"a{i}", *bn], [f"b{i}"]),
+            n("Relu", [f"b{i}"], [f"r{i}"]),
+        ]
+        prev, cin = f"r{i}", cout
+    inits += [
+        tensor("fc.w", (r.standard_normal((4, 16)) * 0.5).astype(np.float32)),
+        tensor("fc.b", np.zeros(4, np.float32)),
+    ]
+    nodes += [
+        n("GlobalAveragePool", [prev], ["g"]),
+        n("Flatten", ["g"], ["f"]),
+        n("Gemm", ["f", "fc.w", "fc.b"], ["y"], transB=1),
+    ]
+    model = make(nodes, [vi("x", F, ["N", 3, 8, 8])], [vi("y", F, ["N", 4])], inits, "conv_bn")
+    return _balance_classes(model, r.uniform(0, 1, (256, 3, 8, 8)).astype(np.float32))
+
+
 def labelled_feeds(model: onnx.ModelProto, n: int, seed: int = 0, uniform: bool = False):
     """``n`` single-item feeds for ``model``'s only input, labelled with the fp32 model's argmax.
 

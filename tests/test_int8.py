@@ -138,6 +138,19 @@ def test_excluded_gemm_really_runs_float(tmodels, tmp_path):
     assert wb.evaluate(quantize_int8(model, cal), val, tmodels.agreement) < 0.5
 
 
+def test_batchnorm_folded_and_unnamed_nodes(tmodels):
+    model = tmodels.conv_bn()  # unnamed nodes: names come from ensure_node_names
+    cal = tmodels.labelled_feeds(model, 32, seed=1, uniform=True)
+    val = tmodels.labelled_feeds(model, 200, seed=2, uniform=True)
+    q = quantize_int8(model, cal)
+    assert "BatchNormalization" not in {n.op_type for n in q.graph.node}  # folded first
+    assert {"Conv_1", "Conv_2"} <= set(quantized_nodes(q))
+    assert wb.evaluate(q, val, tmodels.agreement) > 0.9
+    # excluding a BatchNorm that was folded away keeps the conv it was folded into float
+    kept = quantize_int8(model, cal, exclude_nodes=["BatchNormalization_2"], auto_float=False)
+    assert "Conv_2" not in quantized_nodes(kept) and "Conv_1" in quantized_nodes(kept)
+
+
 def test_input_errors(outlier):
     model, cal, _ = outlier
     with pytest.raises(wb.InputError, match="no node named 'nope'"):

@@ -261,6 +261,21 @@ class Int8Quantizer:
     def _input_specs(self) -> dict[str, np.dtype]:
         return {name: onnx_to_numpy_dtype(elem) for name, elem, _ in input_signature(self.source)}
 
+    def _surviving(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """Names in the prepared graph: a node folded away by pre-processing (BatchNorm into
+        the Conv before it) is represented by the upstream node it was folded into."""
+        present = set(self.prepared_names)
+        producer = {o: n for n in self.source.graph.node for o in n.output}
+        by_name = {n.name: n for n in self.source.graph.node}
+        out = set()
+        for name in names:
+            node = by_name.get(name)
+            while name not in present and node is not None and node.input:
+                node = producer.get(node.input[0])
+                name = node.name if node is not None else name
+            out.add(name)
+        return tuple(sorted(out))
+
     # -- quantization
     def check_nodes(self, names: Iterable[str], what: str = "exclude_nodes") -> tuple[str, ...]:
         """Validate node names against the (named) input model; return them sorted."""
@@ -279,7 +294,7 @@ class Int8Quantizer:
     ) -> onnx.ModelProto:
         """QDQ model with ``exclude`` (and ``auto_float``) nodes left in float, same ranges."""
         auto = self.check_nodes(auto_float, "auto_float")
-        exclude = self.check_nodes(tuple(exclude) + auto)
+        exclude = self._surviving(self.check_nodes(tuple(exclude) + auto))
         if not exclude and hasattr(self, "full"):
             return load_model(self.full)
         from onnxruntime.quantization import quantize_static
