@@ -334,3 +334,24 @@ def test_over_2gb_external_data_streams(tmodels, tmp_path):
     row = (idx % 64)[:, None] + np.arange(1024)[None, :] / 1024
     expected = np.float16(row) * n_tables  # each table stores the same rows
     np.testing.assert_allclose(y.astype(np.float32), expected, rtol=2e-2)
+
+
+def test_initializers_listed_as_inputs_keep_their_data_type(tmodels):
+    model = tmodels.mlp()
+    for t in model.graph.initializer:
+        model.graph.input.append(onnx.helper.make_tensor_value_info(t.name, FP32, list(t.dims)))
+    converted = convert_float16(model, keep_io_types=False)
+    feeds = {"x": _feeds(model)["x"]}
+    _assert_agree(model, converted, feeds, 1e-2, low_inputs=True)
+
+
+def test_cli_convert_dispatches_mixed_and_int8(demo_cnn, tmp_path, capsys):
+    src = wb.save_model(demo_cnn, tmp_path / "cnn.onnx")
+    mixed = tmp_path / "mixed.onnx"
+    assert main(["convert", str(src), "--to", "mixed", "--data", "demo", "-o", str(mixed)]) == 0
+    assert "(mixed):" in capsys.readouterr().out
+    onnx.checker.check_model(wb.load_model(mixed))
+    q = tmp_path / "int8.onnx"
+    args = ["convert", str(src), "--to", "int8", "--data", "demo", "--calibration", "minmax"]
+    assert main([*args, "-o", str(q)]) == 0
+    assert any(n.op_type == "QuantizeLinear" for n in wb.load_model(q).graph.node)

@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     # precision passes
     "convert_float16": "precision.float16",
     "Float16Result": "precision.float16",
+    "convertible_nodes": "precision.float16",
     "auto_mixed_precision": "precision.mixed",
     "MixedPrecisionResult": "precision.mixed",
     "quantize_int8": "precision.int8",

@@ -373,7 +373,11 @@ def _convert_with_data(args: argparse.Namespace):
         result = auto_mixed_precision(
             model, dataset, dtype="float16", validation_fn=validation_fn, **kw
         )
-        return result.model, result, "mixed precision search done"
+        detail = (
+            f"{len(result.converted)} nodes in float16, {len(result.kept_float)} kept float32 "
+            f"after {result.evaluations} evaluations"
+        )
+        return result.model, result, detail
     if args.to == "int8":
         from .precision.int8 import quantize_int8
 
@@ -385,7 +389,11 @@ def _convert_with_data(args: argparse.Namespace):
 
     kw = {k: opts[k] for k in ("max_drop", "drop_type") if k in opts}
     result = quantize_with_accuracy_control(model, dataset, dataset, validation_fn, **kw)
-    return result.model, result, "int8 with accuracy control"
+    detail = (
+        f"metric {result.baseline_metric:.4f} -> {result.final_metric:.4f} "
+        f"({len(result.reverted_nodes)} nodes reverted to float, {result.evaluations} evaluations)"
+    )
+    return result.model, result, detail
 
 
 # ----------------------------------------------------------------------------- registry

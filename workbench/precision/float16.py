@@ -602,7 +602,8 @@ class _Plan:
             for j in d.low_out:
                 self.stored_low.add(node.outputs[j])
         for v in self.m.graph.inputs:
-            if self.t(v) == F32 and v.name not in self.o.keep_inputs:
+            # an input that is also an initializer (IR < 4) keeps its stored data's type
+            if self.t(v) == F32 and v.name not in self.o.keep_inputs and v.const_value is None:
                 self.stored_low.add(v)
         outputs = {v: g for g in self.graphs for v in g.outputs}
         sources = [v for v in self.constants if v.producer() is None or v.producer() in self.free]
