@@ -308,9 +308,12 @@ class AffinityView(widgets.VBox):
         devs = list(self.devices.value)
         if not devs:
             raise InputError("pick at least one device")
-        manual = self.manual_assignments() or None
-        if self.mode.value == "manual" and manual is None:
-            raise InputError("manual mode needs assignments: one 'node name: device' per line")
+        # the manual box only counts in manual/combined mode (auto refuses assignments)
+        manual = (self.manual_assignments() or None) if self.mode.value != "auto" else None
+        if self.mode.value != "auto" and manual is None:
+            raise InputError(
+                f"{self.mode.value} mode needs assignments: one 'node name: device' per line"
+            )
         with task("hints & devices", total=4 + len(devs)) as t:
             aff = wb.affinity(self.model, devs, mode=self.mode.value, manual=manual)
             t.update(postfix="affinity")
