@@ -240,7 +240,7 @@ def test_cli_convert_to_mixed(tmodels, tmp_path, capsys):
     )  # fmt: skip
     assert code == 0
     text = capsys.readouterr().out
-    assert "mixed precision" in text and "overflow" in text
+    assert "(mixed)" in text and "kept big_matmul: overflow" in text
     saved = wb.load_model(out)
     types = _elem_types(saved)
     assert types["h0"] == onnx.TensorProto.FLOAT16 and types["h3"] == onnx.TensorProto.FLOAT

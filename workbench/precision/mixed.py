@@ -7,17 +7,25 @@ The search, cheapest evidence first:
    smallest normal) stays float32 up front. This is decided from the measured fp32 values, not
    from a run of the converted model: ONNX Runtime on CPU computes most f16 ops in f32 behind
    inserted casts and would hide the overflow.
-2. **All candidates** — one full evaluation with everything else converted. Often enough.
-3. **Sensitivity** — otherwise a rounding probe (one session, see ``_instrument``) measures,
-   by adaptive group testing, how far the outputs move when a node's inputs, weights and
-   outputs are rounded to the target type while the rest stays fp32. Nodes are ranked by that
-   contribution.
-4. **Search** — full evaluations over "how many of the most sensitive nodes stay float":
-   start at the count the probe predicts, gallop, then bisect, so evaluations grow like
-   ``log N``; the remaining budget re-tries kept nodes in halving groups.
+2. **Judge** — a candidate (the kept-float set) passes only if two runs on every dataset item
+   meet the criterion: the rounding simulation (``_instrument.rounding_probe``: one fp32
+   session in which every converted node rounds its inputs, weights and outputs to the target
+   type, i.e. what hardware computing in that type sees) and, only if that passes, the
+   converted model itself in ONNX Runtime. The simulation costs one run per item and no
+   conversion, and catches the precision loss the CPU kernels hide, as the ranges catch the
+   overflow.
+3. **All candidates** — evaluation 1 converts everything not kept by step 1. Often enough.
+4. **Sensitivity** — otherwise the same probe measures, by adaptive group testing on the item
+   evaluation 1 hurt most, how far the outputs move when only some nodes are rounded; groups
+   above a small threshold are split until single nodes. Nodes are ranked by that share.
+5. **Search** — evaluations over "how many of the most sensitive nodes stay float": start at
+   the count the probe predicts, gallop up, then bisect, so evaluations grow like ``log N``; a
+   few more re-try small kept sets in halving groups.
 
 Every candidate model is built by :func:`workbench.precision.float16.convert_float16` with the
-kept-float set as ``block_nodes``; nothing here converts types itself.
+kept-float set as ``block_nodes``; nothing here converts types itself. Limitation: ranges and
+probes cover the main graph; nodes inside If/Loop/Scan bodies are judged through their
+enclosing node (its inputs and outputs), and the real run checks them as converted.
 """
 
 from __future__ import annotations
@@ -569,10 +577,10 @@ def auto_mixed_precision(
             score = sensitivity.get(name)
             rank = ranked.index(name) + 1 if name in ranked else None
             reason = (
-                f"sensitive: rank {rank} of {len(ranked)}; rounding it alone moves the outputs "
-                f"{score:.3g}× the tolerance"
+                f"sensitive: rank {rank} of {len(ranked)}; its share of the output error in "
+                f"{dtype} is {score:.3g}× the tolerance"
                 if rank is not None and score is not None
-                else "kept by the search"
+                else "not converted: no evaluated candidate converting it was accepted"
             )
             kept[name] = {"reason": reason, "error": score}
         if len(final_kept) == len(candidates):
