@@ -1138,14 +1138,14 @@ def capability_cases() -> onnx.ModelProto:
     )
 
 
-def random_dag(n_nodes: int = 40, fan_in: int = 2, seed: int = 0) -> onnx.ModelProto:
-    """A random DAG of Add/Mul/Sub/Relu nodes over x[2,3] (partition property tests)."""
+def random_dag(n_nodes: int = 40, seed: int = 0) -> onnx.ModelProto:
+    """A random DAG of Add/Mul/Sub/Relu/Neg nodes over x[2,3] (partition property tests)."""
     r = rng(seed)
     n = helper.make_node
     tensors = ["x"]
     nodes = []
     for i in range(n_nodes):
-        k = min(len(tensors), 1 + int(r.integers(0, fan_in)))
+        k = min(len(tensors), 1 + int(r.integers(0, 2)))
         ins = [tensors[int(j)] for j in r.choice(len(tensors), size=k, replace=False)]
         op = ("Relu", "Neg")[i % 2] if k == 1 else ("Add", "Mul", "Sub")[i % 3]
         nodes.append(n(op, ins, [f"v{i}"], name=f"node{i}"))

@@ -11,7 +11,8 @@
 3. Same-device groups are merged pairwise wherever no path leaves the pair and comes back
    (checked on the transitive closure kept as bitsets), so the result stays acyclic. The
    smaller result wins, hence never more subgraphs than the naive split.
-4. Each group is extracted with ``onnx_ir.convenience.extract`` into its own model.
+4. Each group becomes its own model through an ``onnx_ir.GraphView`` of its nodes, cloned (what
+   ``onnx_ir.convenience.extract`` does, minus its whole-graph scan per call).
 
 ``PartitionedModel.run`` chains one session per subgraph through its device's runner (an f16
 profile really runs its part in f16); ``.profile`` times every subgraph and counts the bytes
@@ -214,6 +215,7 @@ def _merge(dag: _Dag, labels: list[str], groups: list[list[int]]) -> list[list[i
             anc[s] |= (1 << g) | anc[g]
     members = [list(m) for m in groups]
     alive = [True] * count
+    live = (1 << count) - 1  # bits of merged-away groups stay in the sets; masked out here
     device = [labels[m[0]] for m in groups]
     changed = True
     while changed:
@@ -224,18 +226,19 @@ def _merge(dag: _Dag, labels: list[str], groups: list[list[int]]) -> list[list[i
             for j in range(i + 1, min(count, i + 1 + _MERGE_WINDOW)):
                 if not alive[j] or device[j] != device[i]:
                     continue
-                if desc[i] & anc[j] or desc[j] & anc[i]:
+                di, dj, ai, aj = desc[i], desc[j], anc[i], anc[j]
+                if (di & aj | dj & ai) & live:
                     continue  # a group between them would make the merged pair a cycle
                 both = (1 << i) | (1 << j)
-                nd = (desc[i] | desc[j]) & ~both
-                na = (anc[i] | anc[j]) & ~both
-                for z in _bits(na):
-                    desc[z] = (desc[z] & ~(1 << j)) | (1 << i) | nd
-                for z in _bits(nd):
-                    anc[z] = (anc[z] & ~(1 << j)) | (1 << i) | na
-                desc[i], anc[i] = nd, na
+                # only groups related to one of the pair learn something new
+                for z in _bits((ai ^ aj) & live & ~both):
+                    desc[z] |= dj if ai >> z & 1 else (1 << i) | di
+                for z in _bits((di ^ dj) & live & ~both):
+                    anc[z] |= aj if di >> z & 1 else (1 << i) | ai
+                desc[i], anc[i] = (di | dj) & ~both, (ai | aj) & ~both
                 members[i] += members[j]
                 alive[j] = False
+                live &= ~(1 << j)
                 changed = True
     return [members[g] for g in range(count) if alive[g]]
 
@@ -301,6 +304,8 @@ def group_nodes(
         merged = _merge(dag, lab, seed)
         if best is None or len(merged) < len(best[1]):
             best = (lab, merged, absd)
+        if len(best[1]) < len(naive):  # the later seeds only guard against losing to naive
+            break
     lab, merged, absd = best  # type: ignore[misc]
     position = {i: k for k, i in enumerate(dag.topo_order())}
     ordered = _order_groups(dag, merged, position)
@@ -407,7 +412,7 @@ def _nbytes(vi: Any) -> int | None:
     """Bytes of an onnx_ir value with a static shape and known dtype, else None."""
     if vi.type is None or vi.shape is None or not vi.shape.is_static():
         return None
-    return int(np.prod([int(d) for d in vi.shape], dtype=np.int64)) * vi.dtype.itemsize
+    return int(int(np.prod([int(d) for d in vi.shape], dtype=np.int64)) * vi.dtype.itemsize)
 
 
 @dataclass(frozen=True)
@@ -642,6 +647,7 @@ def partition(
     ir_model = ir.serde.deserialize_model(inferred)
     graph = ir_model.graph
     values = ir.convenience.create_value_mapping(graph)
+    ir_nodes = {node.name: node for node in graph}
     dag_inputs = _Dag(m)
     index = {n: i for i, n in enumerate(dag_inputs.names)}
     graph_outputs = set(dag_inputs.graph_outputs)
@@ -678,7 +684,20 @@ def partition(
             t.update()
             if not outs:  # dead code: nothing downstream needs it
                 continue
-            sub = ir.convenience.extract(graph, ins, outs)
+            # the view onnx_ir's extract() builds, without its whole-graph scan per subgraph
+            inits = dict.fromkeys(
+                t
+                for name in names
+                for t in dag_inputs.inputs[index[name]]
+                if t in dag_inputs.initializers
+            )
+            sub = ir.GraphView(
+                [values[t] for t in ins],
+                [values[t] for t in outs],
+                nodes=[ir_nodes[name] for name in names],
+                initializers=[values[t] for t in inits],
+                opset_imports=graph.opset_imports,
+            ).clone()
             for v in sub.inputs:
                 if v.type is None:
                     raise UnsupportedError(

@@ -9,7 +9,8 @@
 Every name is escaped: node labels are HTML-like labels built from ``html.escape``d text with
 control characters made visible; attributes are DOT-quoted; node ids are synthetic. Big graphs
 get layout limits (``nslimit``, ``mclimit``, straight edges, constants hidden) and beyond
-``COLLAPSE_NODES`` collapse to one box per subgraph with a note.
+``COLLAPSE_NODES`` (clustered views: ``COLLAPSE_CLUSTER_NODES``) collapse to one box per subgraph
+with a note.
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ from ..errors import InputError, UnsupportedError, WorkbenchError
 
 #: beyond this many drawn nodes, layout limits kick in
 LIMIT_NODES = 400
-#: beyond this many nodes, views collapse to one box per subgraph
+#: beyond this many nodes, the affinity view collapses to one box per same-device region
 COLLAPSE_NODES = 2500
+#: clusters make `dot` superlinear (2,000 nodes in clusters take ~25 s), so the subgraph view
+#: collapses to one box per subgraph earlier
+COLLAPSE_CLUSTER_NODES = 1000
 #: seconds `dot` may take before it is stopped
 RENDER_TIMEOUT = 120.0
 FORMATS = ("svg", "png")
@@ -62,13 +66,19 @@ def visible(text: Any, width: int = 80) -> str:
 
 
 def html_text(text: Any, width: int = 80) -> str:
-    """Text safe inside a GraphViz HTML-like label (and the SVG/HTML it becomes)."""
-    return html.escape(visible(text, width), quote=True)
+    """Text safe inside a GraphViz HTML-like label (and the SVG/HTML it becomes).
+
+    GraphViz expands ``\\N``/``\\G``-style escapes even in HTML labels (after decoding
+    entities), so backslashes are doubled as well.
+    """
+    return html.escape(visible(text, width), quote=True).replace("\\", "\\\\")
 
 
 def quoted(text: Any, width: int = 200) -> str:
-    """A DOT double-quoted string; backslashes doubled so GraphViz expands no escapes."""
-    s = visible(text, width).replace("\\", "\\\\").replace('"', '\\"')
+    """A DOT double-quoted attribute (tooltips): GraphViz unescapes these twice (``\\\\`` and
+    then ``\\N``/``\\G`` substitution), so each backslash becomes four; it also passes
+    entities such as ``&amp;`` through to SVG, so ``&`` is written as ``&amp;``."""
+    s = visible(text, width).replace("&", "&amp;").replace("\\", "\\" * 4).replace('"', '\\"')
     return f'"{s}"'
 
 
@@ -279,14 +289,19 @@ def _collapsed(
             for t in index[name].input:
                 if t in owner and owner[t] != k and t not in crossing[(owner[t], k)]:
                     crossing[(owner[t], k)].append(t)
+    labelled = len(groups) <= LIMIT_NODES  # edge labels quadruple dot's time on big views
     for (a, b), ts in sorted(crossing.items()):
+        tip = "; ".join(f"{t}: {(tensor_labels or {}).get(t, '')}" for t in ts[:8])
+        if not labelled:
+            lines.append(f"  g{a} -> g{b} [tooltip={quoted(tip, 400)}];")
+            continue
         if tensor_labels is not None and len(ts) <= 3:
             text = "<br/>".join(
                 f"{html_text(t, 30)}: {html_text(tensor_labels.get(t, ''), 64)}" for t in ts
             )
         else:
             text = f"{len(ts)} tensor{'s' if len(ts) != 1 else ''}"
-        lines.append(f"  g{a} -> g{b} [label=<{text}>, fontsize=8];")
+        lines.append(f"  g{a} -> g{b} [label=<{text}>, fontsize=8, tooltip={quoted(tip, 400)}];")
     lines += _legend(styles, counts, simulated)
     lines.append("}")
     return DotSource("\n".join(lines) + "\n")
@@ -310,13 +325,16 @@ def subgraphs_dot(partitioned: Any, collapse: bool | None = None) -> DotSource:
     )
     tensors: Mapping[str, str] = partitioned.tensors
     if collapse is None:
-        collapse = total > COLLAPSE_NODES
+        collapse = total > COLLAPSE_CLUSTER_NODES
     if collapse:
         merged = onnx.helper.make_graph(
             [n for sg in subs for n in sg.model.graph.node], "all", [], []
         )
         model = onnx.helper.make_model(merged)
-        note = f"collapsed to subgraph level: {total} nodes (limit {COLLAPSE_NODES} per view)"
+        note = (
+            f"collapsed to subgraph level: {total} nodes "
+            f"(limit {COLLAPSE_CLUSTER_NODES} per clustered view)"
+        )
         groups = [[n.name for n in sg.model.graph.node] for sg in subs]
         ops = {n.name: n.op_type for sg in subs for n in sg.model.graph.node}
         return _collapsed(
