@@ -355,3 +355,12 @@ def test_cli_convert_dispatches_mixed_and_int8(demo_cnn, tmp_path, capsys):
     args = ["convert", str(src), "--to", "int8", "--data", "demo", "--calibration", "minmax"]
     assert main([*args, "-o", str(q)]) == 0
     assert any(n.op_type == "QuantizeLinear" for n in wb.load_model(q).graph.node)
+
+
+def test_require_kernel_for_float16_keeps_weights_low_and_compute_float(tmodels):
+    model = tmodels.mlp()
+    r = convert_float16(model, require_kernel=True, report=True)
+    assert r.converted == ()
+    assert "no MatMul kernel for T=float16" in r.kept_float["fc1"]
+    assert all(t.data_type == FP16 for t in r.model.graph.initializer)
+    _assert_agree(model, r.model, _feeds(model), 1e-2)

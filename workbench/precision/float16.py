@@ -3,8 +3,8 @@
 The pass works on an ``onnx_ir`` copy in four linear steps:
 
 1. **name** every node exactly as :func:`workbench.model.ensure_node_names` does (block lists
-   and reports use these names) and infer element types (initializers are detached first, so
-   multi-GB models are not serialized for inference);
+   and reports use these names) and find element types (schema type constraints first; ONNX
+   shape inference, on a copy without tensor data, only for what they leave open);
 2. **decide** per node, from the ONNX schema and ONNX Runtime's kernel registry
    (:mod:`workbench.runtime.kernels`), which of its float32 type constraints go to the low
    precision. Fixed ``tensor(float)`` positions (Resize ``scales``, NonMaxSuppression boxes …),
@@ -19,8 +19,8 @@ The pass works on an ``onnx_ir`` copy in four linear steps:
    graph for inputs, initializers and outer-scope values).
 
 float16 nodes that ONNX Runtime's CPU provider has no float16 kernel for are still stored in
-float16 (they compute in float16 on GPUs; on CPU ORT runs them in float32 through its own
-inserted casts) and listed in ``Float16Result.runs_in_float32``. bfloat16 has no such fallback in
+float16 (they compute in float16 where a provider has the kernel; on CPU ORT runs them in float32
+through its own inserted casts) and are listed in ``Float16Result.runs_in_float32``. bfloat16 has no such fallback in
 ORT, so a node goes to bfloat16 only where a kernel exists; elsewhere it computes in float32 while
 its weights are stored in bfloat16 and cast at use.
 """
@@ -28,7 +28,9 @@ its weights are stored in bfloat16 and cast at use.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
+import html
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +54,7 @@ _LOW = {"float16": ir.DataType.FLOAT16, "bfloat16": ir.DataType.BFLOAT16}
 _ALIASES = {"fp16": "float16", "f16": "float16", "half": "float16", "bf16": "bfloat16"}
 #: progress bars only for models at least this big (small ones finish instantly)
 _PROGRESS_MIN_NODES = 2000
+_PROGRESS_MIN_BYTES = 256 << 20
 _STEP = 256
 #: constants up to this size are read once and kept for the conversion step
 _CACHE_BYTES = 1 << 16
@@ -66,8 +69,6 @@ _CONSTANT_TYPES = {
     "value_string": ir.DataType.STRING,
     "value_strings": ir.DataType.STRING,
 }
-
-ModelArg = "str | os.PathLike[str] | onnx.ModelProto"
 
 
 # ----------------------------------------------------------------------------- result
@@ -125,7 +126,7 @@ class Float16Result(Result):
         if len(rows) > self._MAX_ROWS:
             extra = len(rows) - self._MAX_ROWS
             rows = rows[: self._MAX_ROWS] + [{"node": f"… {extra} more rows (see .to_dict())"}]
-        notes = "".join(f"<p>{_esc(n)}</p>" for n in self.notes)
+        notes = "".join(f"<p>{html.escape(n)}</p>" for n in self.notes)
         return html_table(rows, ["node", "stored", "computes", "reason"], title=title) + notes
 
     def __str__(self) -> str:
@@ -142,12 +143,6 @@ class Float16Result(Result):
         return "\n".join(lines)
 
     __repr__ = __str__
-
-
-def _esc(text: str) -> str:
-    import html
-
-    return html.escape(text)
 
 
 # ----------------------------------------------------------------------------- loading & naming
@@ -217,22 +212,41 @@ def _propagate_unknown(
             elif attr is not None and attr.type == ir.AttributeType.TENSOR:
                 found[node.outputs[0]] = attr.value.dtype
             continue
-        io = kernels.io_constraints(node.op_type, domain, opsets.get(domain, 0))
-        if io is None:
-            continue
-        ins, outs = io
-        for j, out in enumerate(node.outputs):
-            param = _param(outs, j)
-            if out in found or param is None:
+        rules = _output_rules(
+            node.op_type, domain, opsets.get(domain, 0), len(node.inputs), len(node.outputs)
+        )
+        for out, (fixed, sources) in zip(node.outputs, rules, strict=True):
+            if out in found:
                 continue
-            if param.startswith("tensor("):
-                with contextlib.suppress(ValueError):
-                    found[out] = ir.DataType(onnx.TensorProto.DataType.Value(param[7:-1].upper()))
+            if fixed is not None:
+                found[out] = fixed
                 continue
-            for i, v in enumerate(node.inputs):
-                if v is not None and v in found and _param(ins, i) == param:
+            for i in sources:
+                v = node.inputs[i]
+                if v is not None and v in found:
                     found[out] = found[v]
                     break
+
+
+@functools.cache
+def _output_rules(
+    op: str, domain: str, opset: int, n_in: int, n_out: int
+) -> tuple[tuple[ir.DataType | None, tuple[int, ...]], ...]:
+    """Per output: (fixed schema type, or input positions sharing its type constraint)."""
+    io = kernels.io_constraints(op, domain, opset)
+    if io is None:
+        return ((None, ()),) * n_out
+    ins, outs = io
+    rules = []
+    for j in range(n_out):
+        param = _param(outs, j)
+        fixed = None
+        if param is not None and param.startswith("tensor("):
+            with contextlib.suppress(ValueError):
+                fixed = ir.DataType(onnx.TensorProto.DataType.Value(param[7:-1].upper()))
+        sources = () if param is None else tuple(i for i in range(n_in) if _param(ins, i) == param)
+        rules.append((fixed, sources))
+    return tuple(rules)
 
 
 def _ir_graphs(graph: ir.Graph) -> Iterator[ir.Graph]:
@@ -339,7 +353,6 @@ class _Plan:
         if "ai.onnx" in self.opsets and "" not in self.opsets:
             self.opsets[""] = self.opsets["ai.onnx"]
         self.graphs = graphs
-        self.main_inputs = set(m.graph.inputs)
         self.constants: dict[ir.Value, str] = {}  # float32 constant value → what holds it
         self.wide: dict[ir.Value, float] = {}  # constant → largest finite |x| beyond the range
         self.small: dict[ir.Value, np.ndarray] = {}  # small constants' data, read once
@@ -361,15 +374,12 @@ class _Plan:
     def _task(self, desc: str, total: int):
         return task(desc, total, disable=not self.progress)
 
-    def _inputs_of(self, graph: ir.Graph) -> set[ir.Value]:
-        return set(graph.inputs)
-
     # ---- constants
 
     def _scan_constants(self) -> None:
         """Find float32 constants and those holding finite values beyond the target range."""
         for g in self.graphs:
-            inputs = self._inputs_of(g)
+            inputs = set(g.inputs)
             for v in g.initializers.values():
                 if v.const_value is not None and v.const_value.dtype == F32 and v not in inputs:
                     self.constants[v] = f"initializer {v.name!r}"
@@ -949,7 +959,11 @@ def _plan(
     )
     types = _value_types(proto, m, graphs)
     del proto
-    return _Plan(m, graphs, opts, nodes, types, progress=len(nodes) >= _PROGRESS_MIN_NODES)
+    weight_bytes = sum(
+        v.const_value.nbytes for g in graphs for v in g.initializers.values() if v.const_value
+    )
+    big = len(nodes) >= _PROGRESS_MIN_NODES or weight_bytes >= _PROGRESS_MIN_BYTES
+    return _Plan(m, graphs, opts, nodes, types, progress=big)
 
 
 def convertible_nodes(
