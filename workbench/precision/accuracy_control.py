@@ -215,7 +215,7 @@ def quantize_with_accuracy_control(
     calibration: str = DEFAULT_CALIBRATION,
     exclude_nodes: Iterable[str] = (),
     ranking_items: int = 16,
-    prune: int = 12,
+    prune: int = 32,
     **int8_options: Any,
 ) -> AccuracyControlResult:
     """int8 QDQ model whose ``validation_fn`` metric drops at most ``max_drop`` from float.
