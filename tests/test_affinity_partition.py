@@ -205,3 +205,16 @@ def test_partition_rejects_foreign_affinity(tmodels):
     part = wb.partition(tmodels.mlp(), aff)
     with pytest.raises(wb.InputError, match="missing feed for model input 'x'"):
         part.run({})
+
+
+def test_partition_across_real_backends(tmodels):
+    pytest.importorskip("openvino")  # optional extra: OpenVINO CPU next to ONNX Runtime CPU
+    m = tmodels.attention_block()
+    aff = wb.affinity(m, ["openvino:CPU", "cpu"], mode="combined", manual={"softmax": "cpu"})
+    part = wb.partition(m, aff)
+    assert [sg.device for sg in part.subgraphs] == ["openvino:CPU", "cpu", "openvino:CPU"]
+    assert not any(sg.simulated for sg in part.subgraphs)
+    feeds = wb.random_dataset(m, n=1, dims={"N": 2})[0]
+    np.testing.assert_allclose(
+        part.run(feeds)["y"], wb.open_runner(m, "cpu")(feeds)["y"], rtol=2e-2, atol=2e-2
+    )

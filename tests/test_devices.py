@@ -138,3 +138,10 @@ def test_capability_names_unnamed_nodes(tmodels):
     names = [n.node for n in rep.nodes]
     assert all(names) and len(set(names)) == len(names)
     assert names == [n.node for n in wb.query_model(tmodels.unnamed_nodes(), "cpu").nodes]
+
+
+def test_openvino_capability_from_its_query_model(tmodels):
+    pytest.importorskip("openvino")  # optional extra
+    rep = wb.query_model(tmodels.mlp(), "openvino:CPU")
+    assert not rep.simulated and all(n.supported for n in rep.nodes)
+    assert rep["fc1"].reason == "OpenVINO CPU supports MatMul"

@@ -219,16 +219,13 @@ def _check_ort(node: onnx.NodeProto, provider: str, ctx: _Context) -> tuple[bool
 def _openvino_supported(model: onnx.ModelProto, device: Device) -> dict[str, str] | None:
     """ONNX tensor name → OV op name for every op OpenVINO says ``device`` supports."""
     try:
-        import openvino as ov
-        from openvino.frontend import FrontEndManager
+        from ..runtime.openvino import core
     except ImportError:
         return None
     try:
-        core = ov.Core()
-        fe = FrontEndManager().load_by_framework("onnx")
-        ov_model = fe.convert(fe.load(model.SerializeToString()))
-        supported = core.query_model(ov_model, device.provider or "CPU")
-    except Exception:
+        ov_model = core().read_model(model.SerializeToString(), b"")
+        supported = core().query_model(ov_model, device.provider or "CPU")
+    except Exception:  # OpenVINO cannot read the model: reported per node by the caller
         return None
     out: dict[str, str] = {}
     for op in ov_model.get_ordered_ops():
@@ -256,7 +253,7 @@ def query_model(model: onnx.ModelProto | str | os.PathLike[str], device: Any) ->
             ok, why = _check_profile(node, profile, ctx)
         elif dev.backend == "openvino":
             if ov_supported is None:
-                ok, why = True, "OpenVINO could not be queried; assumed supported"
+                ok, why = False, "OpenVINO cannot read or query this model"
             elif node.op_type == "Constant" or all(o in ov_supported for o in node.output if o):
                 ok, why = True, f"OpenVINO {dev.provider} supports {_label(node)}"
             else:
