@@ -171,9 +171,12 @@ def affinity(
                 break
         else:
             why = "; ".join(f"{d.name}: {reports[d.name][name].reason}" for d in devs)
-            raise UnsupportedError(
-                f"no device can run node {name!r} ({op}): {why} — add 'cpu' as a fallback device"
+            todo = (
+                "add 'cpu' as a fallback device"
+                if "cpu" not in reports
+                else "change the node's types or op, or add a device that supports it"
             )
+            raise UnsupportedError(f"no device can run node {name!r} ({op}): {why} — {todo}")
     return Affinity(
         model=m.graph.name or "model",
         mode=mode,

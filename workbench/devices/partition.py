@@ -67,6 +67,16 @@ def _outer_refs(graph: onnx.GraphProto) -> set[str]:
     return used - defined
 
 
+def node_inputs(node: onnx.NodeProto) -> list[str]:
+    """A node's inputs: explicit ones, then names its subgraph bodies read from outside."""
+    ins = [i for i in node.input if i]
+    for a in node.attribute:
+        bodies = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+        for b in bodies:
+            ins += sorted(_outer_refs(b) - set(ins))
+    return list(dict.fromkeys(ins))
+
+
 class _Dag:
     """Top-level node dependencies of a model (implicit subgraph inputs included)."""
 
@@ -77,14 +87,7 @@ class _Dag:
         self.initializers = {i.name for i in g.initializer}
         self.graph_inputs = [i.name for i in g.input if i.name not in self.initializers]
         self.graph_outputs = [o.name for o in g.output]
-        self.inputs: list[list[str]] = []
-        for n in self.nodes:
-            ins = [i for i in n.input if i]
-            for a in n.attribute:
-                bodies = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
-                for b in bodies:
-                    ins += sorted(_outer_refs(b) - set(ins))
-            self.inputs.append(list(dict.fromkeys(ins)))
+        self.inputs = [node_inputs(n) for n in self.nodes]
         self.producer: dict[str, int] = {}
         for i, n in enumerate(self.nodes):
             for o in n.output:

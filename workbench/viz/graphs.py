@@ -194,7 +194,7 @@ def affinity_dot(model: Any, affinity: Any, collapse: bool | None = None) -> Dot
     ``collapse=None`` collapses to subgraph level beyond :data:`COLLAPSE_NODES` nodes (with a
     note); constants are hidden and layout limits applied beyond :data:`LIMIT_NODES`.
     """
-    from ..devices.partition import group_nodes
+    from ..devices.partition import group_nodes, node_inputs
     from ..model import ensure_node_names, load_model
 
     m = ensure_node_names(model if isinstance(model, onnx.ModelProto) else load_model(model))
@@ -247,7 +247,7 @@ def affinity_dot(model: Any, affinity: Any, collapse: bool | None = None) -> Dot
     for k, n in enumerate(nodes):
         if n.name in hidden:
             continue
-        for t in dict.fromkeys(i for i in n.input if i):
+        for t in node_inputs(n):
             src = producers.get(t) or ids.get(t)
             if src is not None:
                 lines.append(f"  {src} -> n{k} [tooltip={quoted(t)}];")
@@ -312,6 +312,8 @@ def _collapsed(
 
 def subgraphs_dot(partitioned: Any, collapse: bool | None = None) -> DotSource:
     """DOT text with one cluster per subgraph and labelled boundary tensors."""
+    from ..devices.partition import node_inputs
+
     subs = list(partitioned.subgraphs)
     devices = list(partitioned.devices)
     names = [d.name for d in devices]
@@ -364,7 +366,7 @@ def subgraphs_dot(partitioned: Any, collapse: bool | None = None) -> DotSource:
             nid += 1
             for o in n.output:
                 producers[o] = this
-            for i in dict.fromkeys(x for x in n.input if x):
+            for i in node_inputs(n):
                 consumers[i].append((this, k))
             tip = f"{n.name} ({n.op_type}) in {sg.name} on {sg.device}"
             lines.append(
