@@ -218,3 +218,17 @@ def test_partition_across_real_backends(tmodels):
     np.testing.assert_allclose(
         part.run(feeds)["y"], wb.open_runner(m, "cpu")(feeds)["y"], rtol=2e-2, atol=2e-2
     )
+
+
+def test_partition_and_profile_can_be_cancelled(tmodels):
+    from workbench.progress import CancelToken, cancellable
+
+    m = tmodels.cycle_trap()
+    aff = wb.affinity(m, [NPU32, "cpu"])
+    token = CancelToken()
+    token.cancel("stop")
+    with cancellable(token), pytest.raises(wb.OperationCancelled, match="stop"):
+        wb.partition(m, aff)
+    part = wb.partition(m, aff)
+    with cancellable(token), pytest.raises(wb.OperationCancelled):
+        part.profile(wb.random_dataset(m, n=1)[0], runs=3)
