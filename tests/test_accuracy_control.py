@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
@@ -106,6 +107,24 @@ def test_demo_cnn_with_real_metric(demo_cnn, demo_data):
     assert r.drop <= 0.01 and r.final_metric >= 0.97
     assert r.evaluations == 2 and r.reverted_nodes == ()
     assert wb.open_runner(r.model).precision_ran == "int8"
+
+
+def test_prefix_that_leaves_only_a_flatten_is_a_float_model(demo_cnn, demo_data):
+    """Reverting conv1/conv2/fc1/fc2 leaves Flatten between float neighbours: ORT keeps it float,
+    so that 'int8' model is really float — it must not be evaluated or returned."""
+    images = np.stack([image for image, _ in demo_data])
+    reference = wb.open_runner(demo_cnn)({"image": images})["logits"]
+
+    def closeness(run, dataset):  # higher is better; 0 only for float-identical logits
+        logits = run({"image": np.stack([image for image, _ in dataset])})["logits"]
+        return -float(np.abs(logits - reference).mean())
+
+    cal = wb.demo.demo_dataset("train", n=64)
+    with pytest.raises(wb.AccuracyNotReachedError, match="float model") as info:
+        wb.quantize_with_accuracy_control(demo_cnn, cal, demo_data, closeness, max_drop=0.0)
+    best = info.value.best
+    assert quantized_nodes(best.model) and best.drop > 0
+    assert any(np.isnan(h["metric"]) for h in best.history)  # the float prefix, not evaluated
 
 
 def test_input_errors(ruining):

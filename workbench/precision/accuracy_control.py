@@ -161,10 +161,19 @@ class _Search:
         return value
 
     def metric(self, reverted: Iterable[str]) -> float:
+        """Metric with ``reverted`` in float; NaN (never passing) when nothing int8 is left."""
         key = frozenset(reverted)
         if key not in self.cache:
             model = self.q.quantize(self.base_exclude + tuple(key))
-            self.cache[key] = self.evaluate_model(model, f"{len(key)} reverted", len(key))
+            if not quantized_nodes(model):
+                # e.g. only a Flatten left between float neighbours: ORT leaves it float too,
+                # so this is a float model — not an answer, and not worth an evaluation
+                self.cache[key] = math.nan
+                self.history.append(
+                    {"reverted": len(key), "metric": math.nan, "drop": math.nan, "ok": False}
+                )
+            else:
+                self.cache[key] = self.evaluate_model(model, f"{len(key)} reverted", len(key))
         return self.cache[key]
 
     def drop(self, value: float) -> float:
@@ -309,19 +318,26 @@ def quantize_with_accuracy_control(
         # reverting every node (a float model) is never a valid answer
         found: int | None = None
         low, k = 0, 1
-        while k <= min(limit, len(order) - 1):
-            if search.ok(search.metric(order[:k])):
+        top = min(limit, len(order) - 1)
+        while k <= top:
+            value = search.metric(order[:k])
+            if math.isnan(value):  # only float left: valid prefixes are shorter
+                top = k - 1
+                break
+            if search.ok(value):
                 found = k
                 break
             low = k
             k *= 2
-        if found is None and min(limit, len(order) - 1) > low:
-            top = min(limit, len(order) - 1)
-            if search.ok(search.metric(order[:top])):
-                found = top
+        while found is None and top > low:  # the longest allowed prefix that is still int8
+            value = search.metric(order[:top])
+            if not math.isnan(value):
+                found = top if search.ok(value) else None
+                break
+            top -= 1
         if found is None:
             best_set = max(
-                (s for s in search.cache if len(s) <= limit),
+                (s for s in search.cache if len(s) <= limit and not math.isnan(search.cache[s])),
                 key=lambda s: (search.cache[s], -len(s)),
             )
             best_names = tuple(n for n in order if n in best_set)

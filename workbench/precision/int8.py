@@ -31,7 +31,7 @@ import numpy as np
 import onnx
 
 from ..data import Dataset, as_dataset, input_signature, onnx_to_numpy_dtype
-from ..errors import InputError, UnsupportedError
+from ..errors import InputError, UnsupportedError, WorkbenchError
 from ..model import ensure_node_names, load_model
 from ..progress import quiet, task
 from ..runtime import prepare_feeds
@@ -247,11 +247,9 @@ class Int8Quantizer:
                     _FeedsReader(self.calibration_dataset, self._input_specs(), t),
                     **self._ort_args(),
                 )
-            except (InputError, UnsupportedError):
+            except WorkbenchError:  # bad feeds, cancellation: already clear
                 raise
             except Exception as e:
-                if type(e).__name__ == "OperationCancelled":
-                    raise
                 raise UnsupportedError(
                     f"onnxruntime calibration/quantization failed on model "
                     f"{self.source.graph.name!r}: {type(e).__name__}: {str(e)[:400]}"
