@@ -492,6 +492,25 @@ def f16_opset(opset: int) -> onnx.ModelProto:
     )
 
 
+def f16_odd_graphs() -> onnx.ModelProto:
+    """Sequences, a missing optional input, an initializer and a consumed value as outputs."""
+    n = helper.make_node
+    inits = [
+        tensor("w", np.linspace(-1, 1, 4).astype(np.float32)),
+        tensor("hi", np.array(0.5, np.float32)),
+    ]
+    nodes = [
+        n("Constant", [], ["unused"], name="unused_const", value_float=1.0),
+        n("Clip", ["x", "", "hi"], ["c"], name="clip_no_min"),
+        n("Add", ["c", "w"], ["a"], name="add_w"),
+        n("SequenceConstruct", ["a", "x"], ["seq"], name="seq"),
+        n("ConcatFromSequence", ["seq"], ["cat"], name="concat_seq", axis=0),
+        n("Sigmoid", ["a"], ["s"], name="sigmoid"),
+    ]
+    outputs = [vi("cat", F, [4, 4]), vi("a", F, [2, 4]), vi("s", F, [2, 4]), vi("w", F, [4])]
+    return make(nodes, [vi("x", F, [2, 4])], outputs, inits, "f16_odd")
+
+
 def f16_big_external(directory: Path, gigabytes: float = 2.1, rows: int = 4096) -> Path:
     """Embedding tables totalling ``gigabytes`` of float32 in external data (written in chunks).
 

@@ -33,6 +33,7 @@ FAMILIES = (
     "f16_int_bool_string",
     "f16_dynamic",
     "f16_extreme_constants",
+    "f16_odd_graphs",
     "attention_block",
     "small_cnn",
 )

@@ -360,7 +360,8 @@ class _Plan:
         self._static_cache: dict[tuple, tuple[_Decision, tuple[int, ...]] | None] = {}
         self._cast_ok: dict[int, bool] = {}
         self.free: dict[ir.Node, str | None] = {}  # Cast/Constant/ConstantOfShape → reason kept
-        self.stored_low: set[ir.Value] = set()
+        #: values stored in the low dtype (a dict: insertion order keeps runs deterministic)
+        self.stored_low: dict[ir.Value, None] = {}
         self.notes: list[str] = []
         self._scan_constants()
         self._decide_all()
@@ -444,7 +445,7 @@ class _Plan:
     def _decide(self, node: ir.Node) -> _Decision | None:
         t = self.t
         in_sig = tuple(None if v is None else t(v, 0) for v in node.inputs)
-        out_sig = tuple(t(v, 0) for v in node.outputs)
+        out_sig = tuple(t(v, 0) if v.name else None for v in node.outputs)
         if F32 not in in_sig and F32 not in out_sig:
             return None
         op, domain = node.op_type, node.domain
@@ -501,6 +502,8 @@ class _Plan:
         out_c = {i: _param(outs, i) for i, x in enumerate(out_sig) if x == F32}
         if any(x == 0 and _param(ins, i) in allowed for i, x in enumerate(in_sig)):
             return _Decision(reason=f"the type of an input of {label} is unknown"), ()
+        if 0 in out_sig:  # e.g. a sequence: converting the inputs would change it unseen
+            return _Decision(reason=f"the type of an output of {label} is unknown"), ()
         in_params = set(ins)
         cand: set[str] = set()
         for c in (*in_c.values(), *out_c.values()):
@@ -511,7 +514,7 @@ class _Plan:
                 return _Decision(
                     reason=f"the output type of {label} is set by an attribute; kept float32"
                 ), ()
-            if self.low_str in types and all(x.startswith("tensor(") for x in types):
+            if self.low_str in types:
                 cand.add(c)
         if not cand:
             return _Decision(
@@ -610,11 +613,11 @@ class _Plan:
     def _choose_storage(self) -> None:
         for node, d in self.decisions.items():
             for j in d.low_out:
-                self.stored_low.add(node.outputs[j])
+                self.stored_low[node.outputs[j]] = None
         for v in self.m.graph.inputs:
             # an input that is also an initializer (IR < 4) keeps its stored data's type
             if self.t(v) == F32 and v.name not in self.o.keep_inputs and v.const_value is None:
-                self.stored_low.add(v)
+                self.stored_low[v] = None
         outputs = {v: g for g in self.graphs for v in g.outputs}
         sources = [v for v in self.constants if v.producer() is None or v.producer() in self.free]
         sources += [n.outputs[0] for n in self.free if n.op_type == "Cast"]
@@ -646,7 +649,7 @@ class _Plan:
             elif not want_low:
                 reason = "no consumer computes in low precision"
             if reason is None:
-                self.stored_low.add(v)
+                self.stored_low[v] = None
             if node is not None:
                 self.free[node] = reason
 
@@ -722,7 +725,7 @@ class _Rewriter:
     def run(self) -> None:
         p = self.p
         nodes = list(p.nodes)
-        with p._task(f"{p.o.dtype}: converting weights", len(p.stored_low)) as t:
+        with p._task(f"{p.o.dtype}: converting values", len(p.stored_low)) as t:
             for i, v in enumerate(p.stored_low):
                 self.store_low(v)
                 if i % _STEP == _STEP - 1:
@@ -845,9 +848,9 @@ class _SerializeOnce(ir.Tensor):
 def _to_proto(plan: _Plan) -> onnx.ModelProto:
     """Serialize, then drop the IR's converted arrays at once (not at the next GC cycle)."""
     for g in plan.graphs:
-        inputs = set(g.inputs)
+        io = {*g.inputs, *g.outputs}
         for v in g.initializers.values():
-            if v not in inputs:  # the tensor carries its type: no value_info needed
+            if v not in io:  # the tensor carries its type: no value_info needed
                 v.type = None
                 v.shape = None
     proto = ir.to_proto(plan.m)
