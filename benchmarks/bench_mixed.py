@@ -9,7 +9,8 @@ the share of float nodes each put in float16, and two checks of the resulting mo
 * ``sim f16``: output error (× tolerance) when every node the tool put in float16 really rounds
   its inputs, weights and outputs to float16 (what a GPU computing in float16 would see).
 
-The reference runs in a subprocess capped at ``--timeout`` seconds (reported as "> X s").
+"ours: evals (built)": evaluations, and how many of them built and ran the converted model (the
+others were rejected by the rounding simulation alone). The reference runs in a subprocess capped at ``--timeout`` seconds (reported as "> X s").
 Usage: ``python benchmarks/bench_mixed.py [--timeout 120]``.
 """
 
@@ -190,7 +191,7 @@ def main(timeout: float) -> None:
         wb.auto_mixed_precision(warm, wb.random_dataset(warm, n=2, dims={"N": 4}))
 
     header = (
-        f"{'model':<14} {'nodes':>5} | {'ours: evals':>11} {'s':>6} {'f16%':>5} {'f16>65504':>9} "
+        f"{'model':<14} {'nodes':>5} | {'ours: evals (built)':>18} {'s':>6} {'f16%':>5} {'f16>65504':>9} "
         f"{'sim f16':>8} | {'ref: evals':>10} {'s':>8} {'f16%':>5} {'f16>65504':>9} "
         f"{'sim f16':>8} {'status':<10} | {'evals ratio':>11} {'time ratio':>10}"
     )
@@ -210,6 +211,8 @@ def main(timeout: float) -> None:
         ours_f16 = f16_nodes(ours.model)
         ours_sim = simulated_error(named, ours_f16, feeds_list[:4])
 
+        built = sum(1 for h in ours.history if h["ran_converted"])
+        evals = f"{ours.evaluations} ({built})"
         ref = run_reference(model, batch, timeout)
         n_float = len(ours.converted) + len(ours.kept_float)
         if ref["model"] is not None:
@@ -229,7 +232,7 @@ def main(timeout: float) -> None:
         if failed:
             ref_e = "-"
         print(
-            f"{name:<14} {len(model.graph.node):>5} | {ours.evaluations:>11} {ours_s:>6.2f} "
+            f"{name:<14} {len(model.graph.node):>5} | {evals:>18} {ours_s:>6.2f} "
             f"{100 * ours.converted_fraction:>5.0f} {overflowing_f16(ours.model, ranges):>9} "
             f"{ours_sim:>8.3g} | {ref_e:>10} {ref_s:>8} {ref_pct:>5} {ref_over:>9} {ref_sim:>8} "
             f"{status:<10} | {e_ratio:>11} {t_ratio:>10}"

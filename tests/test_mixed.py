@@ -244,3 +244,14 @@ def test_cli_convert_to_mixed(tmodels, tmp_path, capsys):
     saved = wb.load_model(out)
     types = _elem_types(saved)
     assert types["h0"] == onnx.TensorProto.FLOAT16 and types["h3"] == onnx.TensorProto.FLOAT
+
+
+def test_bfloat16_uses_bfloat16_limits_and_kernels(tmodels):
+    m = tmodels.mixed_overflow_trap()
+    r = auto_mixed_precision(m, _data(m, n=2), dtype="bf16")
+    assert r.dtype == "bfloat16"
+    # 1.5e5 fits bfloat16: nothing is kept for overflow; CPU has no bf16 MatMul, so the
+    # converter's own reasons keep those nodes
+    assert not any(v["reason"].startswith("overflow") for v in r.kept_float.values())
+    assert "bfloat16" in r.kept_float["big_matmul"]["reason"]
+    _within(r, m, _data(m, n=2))

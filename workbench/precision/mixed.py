@@ -494,8 +494,12 @@ def auto_mixed_precision(
     fp32. With it: ``validation_fn(run, dataset)`` (higher is better, ``dataset`` passed as
     given) drops by at most ``max_drop`` (default 0.01). ``dataset`` is a
     :class:`workbench.Dataset` (its ``feeds()`` feed the model) or a list of feeds dicts.
-    ``max_evaluations`` caps full-model evaluations (default 40). Deterministic for a given
-    model, dataset and ``seed`` (which picks the probe's items).
+    ``max_evaluations`` caps evaluations (default 40); each judges one candidate on every item,
+    first by the float16 rounding simulation and, if that passes, by running the converted
+    model. Nodes whose fp32 values overflow (or mostly underflow) ``dtype`` stay float32
+    whatever the runtime does. Nothing convertible gives a result with 0% converted. Returns a
+    :class:`MixedPrecisionResult`; deterministic for a given model, dataset and ``seed``
+    (which orders equally telling items for the sensitivity probe).
     """
     start = time.perf_counter()
     dtype = _normalize_dtype(dtype)
@@ -680,8 +684,10 @@ def _search_kept(
     # refinement: give kept nodes back to dtype in halving groups, least sensitive first
     known_needed = {ranked[hi - 1]} if 0 < hi == lo + 1 else set()
     size = len(kept)
-    # a few tries only, and only for small kept sets: big ones rarely shrink by halves
-    tries = math.ceil(math.log2(len(kept) + 1)) if len(kept) <= REFINE_MAX_KEPT else 0
+    # only for small kept sets (big ones rarely shrink by halves); most rejections come from
+    # the simulation alone, so a try usually costs one probe run per item
+    # and only once some candidate passed: if keeping all but one fails, so will subsets
+    tries = 2 * len(kept) if len(kept) <= REFINE_MAX_KEPT and hi < m else 0
     stop = len(search.history) + tries
 
     def left() -> int:  # noqa: F811 - refinement has its own, smaller budget
