@@ -241,3 +241,117 @@ def test_workbench_cancel_in_background(demo_cnn, data):
     assert app.explore.study is None  # nothing partial is shown
     assert app.explore.view.table.value == ""
     assert not app.explore.job.run_button.disabled
+
+
+# --------------------------------------------------------------------------- in JupyterLab
+
+APP_CELL = """\
+import workbench as wb
+cnn = wb.load_model(wb.demo.demo_model_path("cnn"))
+test = wb.demo.demo_dataset("test", n=120)
+app = wb.widgets.Workbench(cnn, test, wb.demo.accuracy, explore_options={"min_time": 1.0})
+app"""
+
+
+@pytest.fixture
+def jupyterlab(tmp_path):
+    """A JupyterLab server (no token, this folder as root) serving a notebook with the app."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[new_code_cell(APP_CELL)])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, tmp_path / "app.ipynb")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")}
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+            f"--port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.token=",
+            "--ServerApp.password=", f"--ServerApp.root_dir={tmp_path}",
+            "--LabApp.news_url=None", "--LabApp.extension_manager=readonly",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.expose_app_in_browser=True",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "lab.log", "wb"),  # noqa: SIM115 - closed with the process
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/api/status", timeout=2).close()
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError(
+                        "JupyterLab did not start: " + (tmp_path / "lab.log").read_text()[-2000:]
+                    ) from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()  # the server shuts its kernels down on SIGTERM
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_app_in_jupyterlab_runs_and_cancels(jupyterlab, artifacts):
+    from playwright.sync_api import sync_playwright
+    from test_report import CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 1000})
+        errors, foreign = [], []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on(
+            "request",
+            lambda r: (
+                foreign.append(r.url)
+                if not r.url.startswith((jupyterlab, "data:", "blob:"))
+                else None
+            ),
+        )
+        page.goto(f"{jupyterlab}/lab/tree/app.ipynb")
+        page.wait_for_function(
+            "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+            " const k = w && w.sessionContext && w.sessionContext.session"
+            " && w.sessionContext.session.kernel; return k && k.status === 'idle'; }",
+            timeout=90_000,
+        )
+        page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        out = page.locator(".jp-OutputArea-output").first
+        out.locator(".lm-TabBar-tab", has_text="Convert").click(timeout=90_000)
+        # Convert runs in a background thread of the live kernel; the result arrives as widget state
+        out.locator("button:visible", has_text="Convert").click()
+        out.get_by_text("float32 vs variant").wait_for(timeout=90_000)
+        page.screenshot(path=str(artifacts / "jupyterlab_app.png"))
+
+        out.locator(".lm-TabBar-tab", has_text="Explore").click()
+        out.locator("button:visible", has_text="Sweep").click()
+        out.locator("button:visible", has_text="Cancel").click()
+        out.get_by_text("cancelled (cancelled by user)").wait_for(timeout=90_000)
+        assert out.get_by_text("Records (Pareto front highlighted)").count() == 0
+        browser.close()
+    assert errors == [], errors
+    assert foreign == [], foreign

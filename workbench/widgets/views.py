@@ -54,6 +54,16 @@ def _row(label: str, control: widgets.Widget) -> widgets.HBox:
     return widgets.HBox([_label(label), control])
 
 
+def _tags(value: list[str], allowed: list[str]) -> widgets.TagsInput:
+    """A tag picker restricted to ``allowed`` (order of the tags is kept: device priority)."""
+    return widgets.TagsInput(
+        value=list(value),
+        allowed_tags=list(allowed),
+        allow_duplicates=False,
+        layout=widgets.Layout(width="60%", min_height="30px"),
+    )
+
+
 def _first_feeds(model: onnx.ModelProto, dataset: Any) -> dict[str, Any]:
     if dataset is not None:
         return next(iter(dataset.feeds()))
@@ -114,8 +124,8 @@ class ConvertPanel(widgets.VBox):
         ops = sorted({n.op_type for n in self.model.graph.node})
         self.variant = widgets.Dropdown(options=self.OPTIONS, value="f16")
         self.keep_io_types = widgets.Checkbox(value=True, description="keep float32 inputs/outputs")
-        self.block_ops = widgets.TagsInput(value=[], allowed_tags=ops, allow_duplicates=False)
-        self.block_nodes = widgets.TagsInput(value=[], allowed_tags=nodes, allow_duplicates=False)
+        self.block_ops = _tags([], ops)
+        self.block_nodes = _tags([], nodes)
         self.max_drop = widgets.BoundedFloatText(value=0.01, min=0.0, max=1.0, step=0.005)
         self.job = JobControls("Convert", background=background, icon="cogs")
         self.output = widgets.HTML("")
@@ -258,9 +268,7 @@ class AffinityView(widgets.VBox):
         self.dataset = dataset
         names = _device_names()
         chosen = list(devices) if devices else ["cpu"]
-        self.devices = widgets.TagsInput(
-            value=chosen, allowed_tags=sorted(set(names) | set(chosen)), allow_duplicates=False
-        )
+        self.devices = _tags(chosen, sorted(set(names) | set(chosen)))
         self.hint = widgets.Dropdown(options=HINTS, value="performance")
         self.mode = widgets.ToggleButtons(options=("auto", "manual", "combined"), value="auto")
         self.manual = widgets.Textarea(
@@ -462,15 +470,9 @@ class ExplorePanel(widgets.VBox):
         self.options = dict(options or {})  # more keyword arguments of explore (min_time, …)
         names = _device_names()
         chosen = list(devices) if devices else ["cpu"]
-        self.variants = widgets.TagsInput(
-            value=["f32", "f16", "int8"], allowed_tags=list(VARIANTS), allow_duplicates=False
-        )
-        self.hints = widgets.TagsInput(
-            value=["performance", "accuracy"], allowed_tags=list(HINTS), allow_duplicates=False
-        )
-        self.devices = widgets.TagsInput(
-            value=chosen, allowed_tags=sorted(set(names) | set(chosen)), allow_duplicates=False
-        )
+        self.variants = _tags(["f32", "f16", "int8"], list(VARIANTS))
+        self.hints = _tags(["performance", "accuracy"], list(HINTS))
+        self.devices = _tags(chosen, sorted(set(names) | set(chosen)))
         self.job = JobControls("Sweep", background=background, icon="th")
         self.view = TradeoffView()
         self.study = None
