@@ -203,6 +203,8 @@ def test_report_tables_sort_and_print(browser, demo_cnn, tmp_path, artifacts):
     assert header.get_attribute("aria-sort") == "descending"
     v.page.emulate_media(media="print")
     assert v.page.locator("nav").is_hidden()
+    pdf = v.page.pdf(path=str(artifacts / "report_print.pdf"), format="A4")
+    assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
     v.check_clean()
 
 
