@@ -70,8 +70,10 @@ PROBE_THRESHOLD = 0.1
 #: a tensor with more than this share of its nonzero values below the smallest normal
 #: value of the target type counts as underflowing (flush to zero / subnormal precision)
 UNDERFLOW_SHARE = 0.5
-#: refinement (re-trying kept nodes in halving groups) only for kept sets up to this size
+#: refinement (re-trying kept nodes in halving groups) only for kept sets up to this size,
+#: with at most this many evaluations
 REFINE_MAX_KEPT = 32
+REFINE_TRIES = 8
 #: metric drop allowed when validation_fn is given without max_drop
 DEFAULT_MAX_DROP = 0.01
 
@@ -445,21 +447,31 @@ def _probe_sensitivity(
     scores: dict[str, float] = {}
     measured = 1
     limit = min(1024, max(64, PROBE_GROUPS_PER_NODE * n))
-    heap: list[tuple[float, int, int, float]] = []
+    # (−effect, lo, hi, effect, measured?): a right half is not measured when its left half is
+    # clean — the parent's effect must then sit in it; single nodes are always measured
+    heap: list[tuple[float, int, int, float, bool]] = []
     root = effect(0, n)
-    heapq.heappush(heap, (-root, 0, n, root))
+    heapq.heappush(heap, (-root, 0, n, root, True))
     while heap:
-        _, lo, hi, e = heapq.heappop(heap)
+        _, lo, hi, e, known = heapq.heappop(heap)
+        if hi - lo == 1 and not known:
+            e = effect(lo, hi)
+            measured += 1
         if hi - lo == 1 or e <= PROBE_THRESHOLD or measured + 2 > limit:
             share = e / (hi - lo) if math.isfinite(e) else e
             for i in range(lo, hi):
                 scores[probe.probed[i]] = share
             continue
         mid = (lo + hi) // 2
-        for a, b in ((lo, mid), (mid, hi)):
-            sub = effect(a, b)
+        left = effect(lo, mid)
+        measured += 1
+        heapq.heappush(heap, (-left, lo, mid, left, True))
+        if left <= PROBE_THRESHOLD:
+            heapq.heappush(heap, (-e, mid, hi, e, False))
+        else:
+            right = effect(mid, hi)
             measured += 1
-            heapq.heappush(heap, (-sub, a, b, sub))
+            heapq.heappush(heap, (-right, mid, hi, right, True))
     return scores, measured
 
 
@@ -687,7 +699,7 @@ def _search_kept(
     # only for small kept sets (big ones rarely shrink by halves); most rejections come from
     # the simulation alone, so a try usually costs one probe run per item
     # and only once some candidate passed: if keeping all but one fails, so will subsets
-    tries = 2 * len(kept) if len(kept) <= REFINE_MAX_KEPT and hi < m else 0
+    tries = min(2 * len(kept), REFINE_TRIES) if len(kept) <= REFINE_MAX_KEPT and hi < m else 0
     stop = len(search.history) + tries
 
     def left() -> int:  # noqa: F811 - refinement has its own, smaller budget
