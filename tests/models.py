@@ -616,6 +616,19 @@ def mixed_nothing_f16() -> onnx.ModelProto:
     return make(nodes, [vi("x", F, ["N", 8])], [vi("y", F, [1, 1])], inits, "nothing_f16")
 
 
+def mixed_underflow() -> onnx.ModelProto:
+    """x·1e-3·1e-3 → values ~1e-6, below float16's smallest normal (6.1e-5) → ·1e3·1e3 → y ~ x."""
+    inits = [tensor("milli", np.array(1e-3, np.float32)), tensor("kilo", np.array(1e3, np.float32))]
+    n = helper.make_node
+    nodes = [
+        n("Mul", ["x", "milli"], ["a"], name="down1"),
+        n("Mul", ["a", "milli"], ["b"], name="down2"),
+        n("Mul", ["b", "kilo"], ["c"], name="up1"),
+        n("Mul", ["c", "kilo"], ["y"], name="up2"),
+    ]
+    return make(nodes, [vi("x", F, ["N", 8])], [vi("y", F, ["N", 8])], inits, "underflow")
+
+
 def _cancel_block(nodes: list, inits: list, prev: str, tag: str, offset: float) -> str:
     """Clip(prev + offset) − offset: float16 rounding at |offset| wipes out the small signal.
 

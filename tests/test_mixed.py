@@ -255,3 +255,13 @@ def test_bfloat16_uses_bfloat16_limits_and_kernels(tmodels):
     assert not any(v["reason"].startswith("overflow") for v in r.kept_float.values())
     assert "bfloat16" in r.kept_float["big_matmul"]["reason"]
     _within(r, m, _data(m, n=2))
+
+
+def test_underflowing_intermediates_stay_float(tmodels):
+    m = tmodels.mixed_underflow()
+    ds = _data(m, n=4)
+    r = auto_mixed_precision(m, ds)
+    assert {"down2", "up1"} <= set(r.kept_float)
+    assert all(r.kept_float[k]["reason"].startswith("underflow") for k in ("down2", "up1"))
+    assert {"down1", "up2"} <= set(r.converted)
+    _within(r, m, ds)
