@@ -365,3 +365,16 @@ def test_require_kernel_for_float16_keeps_weights_low_and_compute_float(tmodels)
     assert "no MatMul kernel for T=float16" in r.kept_float["fc1"]
     assert all(t.data_type == FP16 for t in r.model.graph.initializer)
     _assert_agree(model, r.model, _feeds(model), 1e-2)
+
+
+def test_bfloat16_low_io_model_runs_in_ort(tmodels):
+    import ml_dtypes
+    import onnxruntime as ort
+
+    model = tmodels.small_cnn()
+    converted = convert_float16(model, dtype="bfloat16", keep_io_types=False)
+    session = make_session(converted)
+    x = np.random.default_rng(0).standard_normal((2, 1, 8, 8)).astype(ml_dtypes.bfloat16)
+    feed = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(x.view(np.uint16), BF16)
+    (out,) = session.run_with_ort_values(None, {"x": feed})
+    assert out.data_type() == "tensor(bfloat16)" and out.shape() == [2, 3]
