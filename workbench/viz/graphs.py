@@ -40,9 +40,9 @@ COLLAPSE_CLUSTER_NODES = 1000
 RENDER_TIMEOUT = 120.0
 FORMATS = ("svg", "png")
 
-_FAST_LAYOUT = (
-    "nslimit=2, nslimit1=2, mclimit=0.3, searchsize=30, splines=line, remincross=false, ranksep=0.3"
-)
+#: bounded network-simplex and mincross passes, straight edges (measured in bench_render.py;
+#: searchsize/remincross tweaks made dot slower on our big views, so they are not used)
+_FAST_LAYOUT = "nslimit=2, nslimit1=2, mclimit=0.3, splines=line, ranksep=0.3"
 
 
 class DotSource(str):
