@@ -756,17 +756,14 @@ class _Rewriter:
             del arr
             shape = v.const_value.shape if v.const_value is not None else None
             tensor = _SerializeOnce(low, dtype=self.low, shape=shape, name=v.name)
-            if v.const_value is not None:
+            self.weights += 1
+            if v.const_value is not None:  # an initializer (or a Constant the IR folded)
                 _release(v)
                 v.const_value = tensor
-                self.weights += 1
-                if node is None:
-                    return
-            if node is not None:
+            if node is not None:  # Constant / ConstantOfShape: the attribute holds the data
                 for key in ("value", "value_float", "value_floats"):
                     node.attributes.pop(key, None)
                 node.attributes["value"] = ir.AttrTensor("value", tensor)
-                self.weights += 1
         elif node is not None and node.op_type == "Cast":
             node.attributes["to"] = ir.AttrInt64("to", int(self.low))
 
