@@ -237,9 +237,9 @@ def test_study_report_in_chromium(browser, study, demo_cnn, tmp_path, artifacts)
     assert figs.count() == 3
     assert all(box["width"] > 200 for box in (f.bounding_box() for f in figs.all()))
     assert v.page.locator("#tradeoff figcaption").all_inner_texts() == [
+        "all hints together",
         "hint performance",
         "hint accuracy",
-        "all hints together",
     ]
     front = study.pareto()
     assert v.page.locator("#pareto tbody tr").count() == len(front)

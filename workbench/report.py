@@ -296,8 +296,6 @@ _KINDS = {
     "Affinity": "affinity",
     "PartitionedModel": "partitioned",
     "PartitionProfile": "profile",
-    "SubgraphProfile": "profile",
-    "ProfileResult": "profile",
     "BenchResult": "bench",
     "CapabilityReport": "capability",
 }
@@ -414,18 +412,19 @@ class _Builder:
         s = self.section(
             "tradeoff",
             "Accuracy vs latency",
-            lead="One plot per execution hint (and all together); the Pareto front is dashed, "
+            lead="All hints together, then one plot per execution hint; the Pareto front is dashed, "
             "points are labelled by variant, and points whose hint was not honoured are ringed.",
         )
         hints = list(dict.fromkeys(r.hint for r in study.records if r.ok))
-        figs = [(study_for_hint(study, h), f"hint {h}") for h in hints]
+        # all hints together at full width first, then one half-width plot per hint
+        figs = [(study, "all hints together" if hints else "no record could be measured", "")]
         if len(hints) > 1:
-            figs.append((study, "all hints together"))
-        elif not hints:
-            figs = [(study, "no record could be measured")]
-        for sub, caption in figs:
+            figs += [(study_for_hint(study, h), f"hint {h}", "half") for h in hints]
+        elif hints:
+            figs = [(study, f"hint {hints[0]}", "")]
+        for sub, caption, klass in figs:
             fig = tradeoff_plot(sub, title=f"Accuracy vs latency — {caption}")
-            s.figure(fig, caption, self.prefix(), "half" if len(figs) > 1 else "")
+            s.figure(fig, caption, self.prefix(), klass)
 
     # -- precision results
     def rows_table(
