@@ -1062,7 +1062,8 @@ def detector_like(channels: int = 4, size: int = 32, seed: int = 0) -> onnx.Mode
         counter[0] += 1
         k = counter[0]
         wname, bname, out = f"conv{k}.w", f"conv{k}.b", f"conv{k}"
-        inits.append(tensor(wname, r.standard_normal((cout, cin, 3, 3)).astype(np.float32) * 0.3))
+        scale = 0.8 * np.sqrt(2.0 / (cin * 9))  # keeps activations bounded through 60+ convs
+        inits.append(tensor(wname, (r.standard_normal((cout, cin, 3, 3)) * scale).astype(np.float32)))
         inits.append(tensor(bname, r.standard_normal(cout).astype(np.float32) * 0.05))
         nodes.append(
             n("Conv", [x, wname, bname], [out], name=f"conv{k}", pads=[1, 1, 1, 1],

@@ -392,9 +392,12 @@ class PartitionProfile(Result):
 
         values = {f"{r.subgraph} · {r.device}": r.median_ms for r in self.rows}
         simulated = {f"{r.subgraph} · {r.device}" for r in self.rows if r.simulated}
+        top = 20
+        shown = f", slowest {top} of {len(values)}" if len(values) > top else ""
         return ranking_plot(
             values,
-            title=f"{self.model}: time per subgraph (median of {self.runs} runs, CPU)",
+            title=f"{self.model}: time per subgraph (median of {self.runs} runs, CPU{shown})",
+            top=top,
             xlabel="ms",
             highlight=simulated,
             highlight_label="simulated device (run on CPU)",
