@@ -124,6 +124,9 @@ def test_convert_panel_int8_then_f16_with_block_list(demo_cnn, data):
     conv = next(n for n in panel.variant_model.graph.node if n.name == first_conv)
     weight = next(i for i in panel.variant_model.graph.initializer if i.name == conv.input[1])
     assert weight.data_type == 1  # the blocked node kept float32 weights
+    assert type(panel.result).__name__ == "Float16Result"
+    assert panel.result.kept_float[first_conv]  # with the reason, shown in the panel
+    assert "Float16Result" in panel.output.value and first_conv in panel.output.value
     assert abs(panel.comparison[1]["accuracy"] - panel.comparison[0]["accuracy"]) < 0.02
 
 

@@ -72,4 +72,5 @@ class Workbench(widgets.VBox):
             "affinity": self.devices.affinity,
             "partitioned": self.devices.partitioned,
             "profile": self.devices.profile,
+            "results": [result] if kind == "Float16Result" else [],
         }

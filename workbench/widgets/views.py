@@ -165,14 +165,15 @@ class ConvertPanel(widgets.VBox):
         """Call the public API for the chosen variant; returns (model, API result)."""
         v, m = self.variant.value, self.model
         if v in ("f16", "bf16"):
-            out = wb.convert_float16(
+            res = wb.convert_float16(
                 m,
                 dtype="float16" if v == "f16" else "bfloat16",
                 keep_io_types=self.keep_io_types.value,
                 block_ops=tuple(self.block_ops.value),
                 block_nodes=tuple(self.block_nodes.value),
+                report=True,  # a Float16Result: why each node stays or computes in float32
             )
-            return out, out
+            return res.model, res
         if v == "mixed":
             data = self._need_data("automatic mixed precision")
             res = wb.auto_mixed_precision(
