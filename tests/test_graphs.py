@@ -188,3 +188,14 @@ def test_escaping_round_trips_backslashes_and_quotes():
     ) + "}"  # fmt: skip
     texts, titles = _texts(render(dot))
     assert texts == [visible(n) for n in names] == titles
+
+
+def test_cli_partition_manual_placement(tmp_path, tmodels, capsys):
+    path = tmp_path / "trap.onnx"
+    wb.save_model(tmodels.cycle_trap(), path)
+    args = ["partition", str(path), "--devices", "edge-cpu-sim,cpu", "-o", str(tmp_path / "o"),
+            "--runs", "2", "--mode", "combined"]  # fmt: skip
+    assert main([*args, "--manual", "c_add=cpu"]) == 0
+    assert "3 subgraphs on edge-cpu-sim, cpu" in capsys.readouterr().out
+    assert main([*args, "--manual", "c_add"]) == 2
+    assert "--manual 'c_add': write NODE=DEVICE" in capsys.readouterr().err

@@ -33,7 +33,7 @@ import onnx
 
 from ..errors import InputError, UnsupportedError
 from ..model import ensure_node_names, load_model
-from ..progress import task
+from ..progress import quiet, task
 from ..results import Result, html_table
 from .affinity import Affinity
 from .registry import Device
@@ -498,11 +498,12 @@ class PartitionedModel(Result):
             for sg in self.subgraphs:
                 dev = self.device(sg.device)
                 sub = {n: env[n] for n in sg.inputs} if need_calibration else {}
-                if dev.backend == "profile":
-                    calibration = Dataset([sub]) if need_calibration else None
-                    runner = open_profile(sg.model, dev, _hint(), calibration=calibration)
-                else:
-                    runner = open_runner(sg.model, dev)
+                with quiet():  # conversions inside show no bars of their own
+                    if dev.backend == "profile":
+                        calibration = Dataset([sub]) if need_calibration else None
+                        runner = open_profile(sg.model, dev, _hint(), calibration=calibration)
+                    else:
+                        runner = open_runner(sg.model, dev)
                 if need_calibration:  # float reference values calibrate the next int8 part
                     reference = open_runner(sg.model, "cpu")
                     env.update(reference(sub))
