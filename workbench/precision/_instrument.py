@@ -1,14 +1,14 @@
-"""Instrumented fp32 runs for mixed precision: tensor ranges and per-node rounding probes.
+"""Instrumented fp32 runs for mixed precision: tensor ranges and a rounding probe.
 
-Both build a new model with ``onnx_ir`` from the caller's (never mutating it) and run it once
-per dataset item in ONNX Runtime:
+Both build a new model with ``onnx_ir`` from the caller's (never mutating it) and run it in
+ONNX Runtime:
 
 * :func:`tensor_ranges` exposes every float32 tensor of the main graph as an output and
   records max |x|, the smallest nonzero |x| and how many nonzero values are below a threshold;
-* :func:`rounding_probe` inserts, around each probed node, ``Where(sel == j, round(x), x)`` on
-  its float inputs and outputs, where ``round`` is a Cast round-trip through float16/bfloat16.
-  Feeding ``sel = j`` rounds exactly node ``j`` in an otherwise fp32 model, so one session
-  measures every node's effect on the outputs.
+* :func:`rounding_probe` puts a switch ``Where(mask[j], round(x), x)`` on every float input
+  and output of each probed node ``j``, where ``round`` is a Cast round-trip through
+  float16/bfloat16 (weights are rounded once in numpy). One session then simulates any set of
+  nodes computing in the low precision — the node set is just the ``mask`` input.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import onnx_ir as ir
 import onnxruntime as ort
 
 from ..progress import check_cancelled
-from ..runtime import kernels, prepare_feeds
+from ..runtime import prepare_feeds
 from ..runtime.ort import _np_type, make_session, session_options
 
 Feeds = dict[str, np.ndarray]
@@ -224,9 +224,3 @@ def rounding_probe(
         return dict(zip(names, session.run(None, fd), strict=True))
 
     return run
-
-
-def cast_roundtrip_supported(dtype: str) -> bool:
-    """Whether the CPU provider can Cast float32 to ``dtype`` (needed by the probe)."""
-    to = onnx.TensorProto.BFLOAT16 if dtype == "bfloat16" else onnx.TensorProto.FLOAT16
-    return kernels.kernel_for("Cast", "", 21, [onnx.TensorProto.FLOAT], [to])[0]
