@@ -1171,6 +1171,21 @@ def capability_cases() -> onnx.ModelProto:
     )
 
 
+def if_outer_scope() -> onnx.ModelProto:
+    """x → relu → If(flag) whose branches read ``h`` from the outer scope → tanh → y.
+
+    Simulated profiles leave If on another device, so ``h`` must cross a subgraph boundary
+    although no node lists it as an input.
+    """
+    m = capability_cases()
+    del m.graph.node[3]  # relu16: no device runs Relu on int16
+    del m.graph.output[1]
+    del m.graph.input[2]
+    m.graph.name = "if_outer_scope"
+    onnx.checker.check_model(m)
+    return m
+
+
 def random_dag(n_nodes: int = 40, seed: int = 0) -> onnx.ModelProto:
     """A random DAG of Add/Mul/Sub/Relu/Neg nodes over x[2,3] (partition property tests)."""
     r = rng(seed)

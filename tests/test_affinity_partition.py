@@ -232,3 +232,19 @@ def test_partition_and_profile_can_be_cancelled(tmodels):
     part = wb.partition(m, aff)
     with cancellable(token), pytest.raises(wb.OperationCancelled):
         part.profile(wb.random_dataset(m, n=1)[0], runs=3)
+
+
+def test_outer_scope_values_of_subgraph_ops_cross_boundaries(tmodels):
+    m = tmodels.if_outer_scope()
+    aff = wb.affinity(m, ["edge-cpu-sim", "cpu"])
+    assert aff.assignments == {"relu": "edge-cpu-sim", "branch": "cpu", "tanh": "edge-cpu-sim"}
+    part = wb.partition(m, aff)
+    _assert_acyclic(part)
+    branch = part.subgraphs[1]
+    assert branch.nodes == ("branch",) and set(branch.inputs) == {"flag", "h"}  # h is implicit
+    plain = wb.open_runner(m, "cpu")
+    for flag in (False, True):
+        feeds = {"x": np.linspace(-1, 1, 8, dtype=np.float32).reshape(2, 4), "flag": np.array(flag)}
+        np.testing.assert_array_equal(part.run(feeds)["y"], plain(feeds)["y"])
+    dot = wb.subgraphs_dot(part)
+    assert dot.count("-> t0") == 1 and "t0 -> n1" in dot  # h drawn into the If
