@@ -325,10 +325,18 @@ class _Search:
             )
         finally:
             runner.close()
+        self.notes: list[str] = []
         if self.candidates:
             order = [n.name for n in model.graph.node]
             owners = {owner[c] for c in self.candidates}
-            self.probe = _Probe(model, [n for n in order if n in owners], feeds, dtype)
+            try:
+                self.probe = _Probe(model, [n for n in order if n in owners], feeds, dtype)
+            except WorkbenchError as e:  # e.g. ops ORT cannot run with the probe's switches
+                self.notes.append(
+                    f"rounding simulation unavailable ({str(e)[:200]}); candidates judged by "
+                    "ONNX Runtime alone, which on CPU may hide float16 precision loss, and "
+                    "ranked in graph order"
+                )
 
     def build(self, kept: Iterable[str]) -> onnx.ModelProto:
         from .float16 import convert_float16
@@ -360,18 +368,21 @@ class _Search:
     def measure(self, kept: Sequence[str], model: onnx.ModelProto | None = None) -> _Evaluation:
         """Judge a candidate: the rounding simulation first (one run per item on the probe's
         session), then — only if that passes — the converted model in ONNX Runtime."""
-        assert self.probe is not None
-        converted = set(self.candidates) - set(kept)
-        mask = self.probe.mask({self.owner[c] for c in converted})
-        if self.validation_fn is None:
-            sim_ok, sim, sim_err = self._compare(self.probe.run(mask, fd) for fd in self.feeds)
-        else:
-            sim = call_validation(self.validation_fn, self.probe.runner(mask), self.data)
-            assert self.baseline is not None
-            sim_ok, sim_err = self.baseline - sim <= self.max_drop + 1e-12, {}
-        item_errors = tuple(self.last_items) if self.validation_fn is None else ()
-        if not sim_ok:
-            return _Evaluation(False, None, sim, None, sim_err, ran=False, items=item_errors)
+        sim: float | None = None
+        item_errors: tuple[float, ...] = ()
+        if self.probe is not None:
+            converted = set(self.candidates) - set(kept)
+            mask = self.probe.mask({self.owner[c] for c in converted})
+            if self.validation_fn is None:
+                runs = (self.probe.run(mask, fd) for fd in self.feeds)
+                sim_ok, sim, sim_err = self._compare(runs)
+            else:
+                sim = call_validation(self.validation_fn, self.probe.runner(mask), self.data)
+                assert self.baseline is not None
+                sim_ok, sim_err = self.baseline - sim <= self.max_drop + 1e-12, {}
+            item_errors = tuple(self.last_items) if self.validation_fn is None else ()
+            if not sim_ok:
+                return _Evaluation(False, None, sim, None, sim_err, ran=False, items=item_errors)
         try:
             runner = open_runner(model if model is not None else self.build(kept), "cpu")
         except WorkbenchError as e:  # a candidate ORT cannot load is a rejected candidate
@@ -379,7 +390,8 @@ class _Search:
         try:
             ok, ratio, max_err = self._compare(runner(fd) for fd in self.feeds)
             if self.validation_fn is None:
-                return _Evaluation(ok, ratio, sim, None, max_err)
+                items = item_errors or tuple(self.last_items)
+                return _Evaluation(ok, ratio, sim, None, max_err, items=items)
             metric = call_validation(self.validation_fn, runner, self.data)
             assert self.baseline is not None
             accepted = self.baseline - metric <= self.max_drop + 1e-12
@@ -588,6 +600,7 @@ def auto_mixed_precision(
                 bar.update(postfix="sensitivity probe")
                 hi_set = _search_kept(search, ranked, sensitivity, budget, bar, notes)
 
+        notes.extend(search.notes)
         final_kept = list(hi_set)
         for name in final_kept:
             score = sensitivity.get(name)
@@ -644,7 +657,8 @@ def _rank(
     if errors:
         order.sort(key=lambda i: -errors[i])
     items = sorted(order[:PROBE_ITEMS])
-    assert search.probe is not None
+    if search.probe is None:  # no simulation: keep the last nodes float first (graph order)
+        return {}, list(reversed(search.candidates))
     scores, _ = _probe_sensitivity(search.probe, feeds, items, rtol, atol)
     sensitivity = {c: float(scores.get(search.owner[c], 0.0)) for c in search.candidates}
     position = {c: i for i, c in enumerate(search.candidates)}
