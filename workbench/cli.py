@@ -419,7 +419,7 @@ def _add_partition(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_partition(args: argparse.Namespace) -> int:
-    from .data import random_dataset
+    from .data import input_signature, random_dataset
     from .devices.affinity import affinity
     from .devices.partition import partition
     from .model import atomic_write_bytes, load_model
@@ -436,10 +436,7 @@ def _cmd_partition(args: argparse.Namespace) -> int:
     aff = affinity(model, args.devices, mode=args.mode, manual=manual or None)
     part = partition(model, aff)
     dims = {
-        d.dim_param: args.batch
-        for i in model.graph.input
-        for d in i.type.tensor_type.shape.dim
-        if d.dim_param
+        d: args.batch for _, _, shape in input_signature(model) for d in shape if isinstance(d, str)
     }
     prof = part.profile(random_dataset(model, n=1, seed=0, dims=dims)[0], runs=args.runs)
     stem = args.out / file_stem(model, args.model)
