@@ -178,3 +178,37 @@ def test_model_path_input(tmp_path: Path, ruining):
     wb.save_model(model, path)
     r = wb.quantize_with_accuracy_control(str(path), cal, val, models.agreement, max_drop=0.05)
     assert r.reverted == ("fc3",)
+
+
+def test_hostile_node_name_is_escaped(tmodels):
+    model = tmodels.int8_ruining_mlp()
+    evil = '<img src=x onerror="alert(1)">'
+    for node in model.graph.node:
+        if node.name == "fc3":
+            node.name = evil
+    cal = tmodels.labelled_feeds(model, 32, seed=1)
+    val = tmodels.labelled_feeds(model, 200, seed=2)
+    r = wb.quantize_with_accuracy_control(model, cal, val, tmodels.agreement, max_drop=0.05)
+    assert r.reverted == (evil,)
+    html = r._repr_html_()
+    assert evil not in html and "&lt;img src=x" in html
+
+
+def test_ctrl_c_propagates_and_cleans_up(ruining, tmp_path, monkeypatch):
+    import tempfile
+
+    import models
+
+    model, cal, val = ruining
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    calls = []
+
+    def interrupted(run, dataset):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return models.agreement(run, dataset)
+
+    with pytest.raises(KeyboardInterrupt):
+        wb.quantize_with_accuracy_control(model, cal, val, interrupted, max_drop=0.05)
+    assert list(tmp_path.iterdir()) == []
