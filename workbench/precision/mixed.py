@@ -83,8 +83,12 @@ class MixedPrecisionResult(Result):
     """Outcome of :func:`auto_mixed_precision`.
 
     ``kept_float`` maps every float-computing node left in float32 to ``{"reason": ...,
-    "error": ...}`` (the measured value behind the decision: range, probe error in tolerance
-    units, or None when the converter decided). ``history`` lists each full evaluation.
+    "error": ...}`` (the measured value behind the decision: max |x| or smallest |x| for range
+    decisions, the probe's error share in tolerance units for sensitive nodes, None when the
+    converter decided). ``converted_fraction`` is the share of float-computing nodes in
+    ``dtype``. ``history`` lists each evaluation (phase, how many searched nodes kept float,
+    max abs error, tolerance ratio or metric of the real run, the simulated value, whether the
+    converted model was built, accepted). ``sensitivity``: node → probe error share.
     """
 
     model: onnx.ModelProto
@@ -115,7 +119,10 @@ class MixedPrecisionResult(Result):
             },
             {"field": "kept float", "value": len(self.kept_float)},
             {"field": "criterion", "value": self.criterion},
-            {"field": "evaluations", "value": self.evaluations},
+            {
+                "field": "evaluations",
+                "value": f"{self.evaluations} ({self.models_built} converted models built and run)",
+            },
             {
                 "field": "max error",
                 "value": ", ".join(f"{k}: {v:.3g}" for k, v in self.max_error.items()),
@@ -128,6 +135,12 @@ class MixedPrecisionResult(Result):
             )
         rows += [{"field": "note", "value": n} for n in self.notes]
         return rows
+
+    @property
+    def models_built(self) -> int:
+        """Evaluations that built and ran the converted model (the others were rejected by the
+        rounding simulation alone)."""
+        return sum(1 for h in self.history if h.get("ran_converted", True))
 
     def kept_rows(self) -> list[dict[str, Any]]:
         """One row per kept-float node, most sensitive first."""
