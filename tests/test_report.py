@@ -37,25 +37,30 @@ def browser():
 
 
 class Visit:
-    """A page opened on a report, recording console errors, dialogs and network requests."""
+    """A page opened on a report (or any URL), recording console errors, dialogs and requests.
 
-    def __init__(self, browser, path: Path):
+    ``home`` is the prefix of the URLs the page may load (default: the report file itself).
+    """
+
+    def __init__(self, browser, target: Path | str, home: str | None = None, size=(1200, 900)):
         self.errors: list[str] = []
         self.dialogs: list[str] = []
         self.requests: list[str] = []
-        self.page = browser.new_page(viewport={"width": 1200, "height": 900})
+        self.page = browser.new_page(viewport={"width": size[0], "height": size[1]})
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
         self.page.on("request", lambda r: self.requests.append(r.url))
-        self.url = path.resolve().as_uri()
+        self.url = target.resolve().as_uri() if isinstance(target, Path) else target
+        self.home = home or self.url
         self.page.goto(self.url, wait_until="load")
 
     def check_clean(self) -> None:
         assert self.errors == [], self.errors
         assert self.dialogs == [], self.dialogs
         assert self.page.evaluate("window.__pwned") is None
-        foreign = [u for u in self.requests if u != self.url and not u.startswith("data:")]
+        allowed = (self.home, "data:", "blob:")
+        foreign = [u for u in self.requests if not u.startswith(allowed)]
         assert foreign == [], foreign
 
 

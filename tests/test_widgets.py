@@ -319,23 +319,12 @@ def jupyterlab(tmp_path):
 @pytest.mark.browser
 def test_app_in_jupyterlab_runs_and_cancels(jupyterlab, artifacts):
     from playwright.sync_api import sync_playwright
-    from test_report import CHROMIUM_ARGS
+    from test_report import CHROMIUM_ARGS, Visit
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1300, "height": 1000})
-        errors, foreign = [], []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on(
-            "request",
-            lambda r: (
-                foreign.append(r.url)
-                if not r.url.startswith((jupyterlab, "data:", "blob:"))
-                else None
-            ),
-        )
-        page.goto(f"{jupyterlab}/lab/tree/app.ipynb")
+        v = Visit(browser, f"{jupyterlab}/lab/tree/app.ipynb", home=jupyterlab, size=(1300, 1000))
+        page = v.page
         page.wait_for_function(
             "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
             " const k = w && w.sessionContext && w.sessionContext.session"
@@ -355,6 +344,5 @@ def test_app_in_jupyterlab_runs_and_cancels(jupyterlab, artifacts):
         out.locator("button:visible", has_text="Cancel").click()
         out.get_by_text("cancelled (cancelled by user)").wait_for(timeout=90_000)
         assert out.get_by_text("Records (Pareto front highlighted)").count() == 0
+        v.check_clean()
         browser.close()
-    assert errors == [], errors
-    assert foreign == [], foreign
