@@ -813,7 +813,9 @@ def render_report(
             b.guarded(kind, lambda obj=obj, kind=kind: getattr(b, kind)(obj))
     env_info = environment_info() if environment else None
     if title is None:
-        name = proto.graph.name if proto is not None and proto.graph.name else None
+        names = [proto.graph.name] if proto is not None else []
+        names += [getattr(st, "model_name", "") for st in grouped.get("study", [])]
+        name = next((n for n in names if n), None)
         title = f"Precision report — {name}" if name else "Precision report"
     js = _SORT_JS.strip()
     digest = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii")
