@@ -195,3 +195,21 @@ def test_cli_convert_int8(tmp_path):
         )
         assert res.returncode == 0, res.stderr
         assert wb.open_runner(wb.load_model(out)).precision_ran == "int8"
+
+
+def test_nothing_quantizable_is_refused(tmodels, outlier):
+    """A model ORT cannot quantize (or with every node excluded) would come back float."""
+    model = tmodels.make(
+        [onnx.helper.make_node("Cos", ["x"], ["y"], name="cos")],
+        [tmodels.vi("x", tmodels.F, ["N", 8])],
+        [tmodels.vi("y", tmodels.F, ["N", 8])],
+    )
+    data = [{"x": np.ones((1, 8), np.float32)}]
+    with pytest.raises(wb.UnsupportedError, match="Cos"):
+        quantize_int8(model, data)
+    with pytest.raises(wb.UnsupportedError, match="Cos"):
+        wb.quantize_with_accuracy_control(model, data, data, lambda run, ds: 1.0)
+    cnn, cal, _ = outlier
+    names = [n.name for n in cnn.graph.node]
+    with pytest.raises(wb.UnsupportedError, match="would be a float model"):
+        quantize_int8(cnn, cal, exclude_nodes=names)

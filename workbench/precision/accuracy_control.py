@@ -27,13 +27,14 @@ import numpy as np
 import onnx
 
 from ..data import Dataset, as_dataset
-from ..errors import AccuracyNotReachedError, InputError
+from ..errors import AccuracyNotReachedError, InputError, UnsupportedError
 from ..progress import quiet, task
 from ..results import Result, html_table
 from ..runtime import call_validation, open_runner
 from .int8 import (
     DEFAULT_CALIBRATION,
     Int8Quantizer,
+    no_int8_message,
     output_noise,
     quantized_nodes,
     run_outputs,
@@ -270,6 +271,8 @@ def quantize_with_accuracy_control(
         search.baseline = search.evaluate_model(q.source, "float", 0)
         full_model = q.quantize(base_exclude)
         candidates = [n for n in quantized_nodes(full_model) if n not in base_exclude]
+        if not candidates:  # the "int8" model would be float: say so instead of returning it
+            raise UnsupportedError(no_int8_message(q.prepared, base_exclude))
         quantized_metric = search.cache[frozenset()] = search.evaluate_model(
             full_model, "all int8", 0
         )
@@ -300,13 +303,6 @@ def quantize_with_accuracy_control(
 
         if search.ok(quantized_metric):
             return finish((), {})
-        if not candidates:
-            raise AccuracyNotReachedError(
-                f"int8 drop {search.drop(quantized_metric):.4g} exceeds max_drop={max_drop} and "
-                "no quantized node can be reverted; relax max_drop or change calibration",
-                best=finish((), {}),
-            )
-
         feeds_source = validation_dataset if isinstance(validation_dataset, Dataset) else None
         feeds = _ranking_feeds(feeds_source, calibration_dataset, ranking_items)
         with quiet():

@@ -250,9 +250,11 @@ class Int8Quantizer:
             except WorkbenchError:  # bad feeds, cancellation: already clear
                 raise
             except Exception as e:
+                ops = ", ".join(sorted({n.op_type for n in self.prepared.graph.node}))
                 raise UnsupportedError(
                     f"onnxruntime calibration/quantization failed on model "
-                    f"{self.source.graph.name!r}: {type(e).__name__}: {str(e)[:400]}"
+                    f"{self.source.graph.name!r} (ops: {ops}): {type(e).__name__}: "
+                    f"{str(e)[:400]}"
                 ) from e
         self.full = self._load("calibrated.onnx", ())
 
@@ -410,6 +412,17 @@ def keep_float(model: onnx.ModelProto, nodes: Iterable[str]) -> onnx.ModelProto:
     return ir.to_proto(m)
 
 
+def no_int8_message(model: onnx.ModelProto, exclude: Iterable[str]) -> str:
+    """Why a quantization produced no int8 node (so the 'int8' model would really be float)."""
+    ops = sorted({n.op_type for n in model.graph.node})
+    excluded = f" ({len(tuple(exclude))} node(s) excluded)" if tuple(exclude) else ""
+    return (
+        f"no node of model {model.graph.name!r} runs in int8 after quantization{excluded}: "
+        f"ONNX Runtime's QDQ quantizer does not quantize its ops ({', '.join(ops)}) or all "
+        "were excluded; the result would be a float model, so none is returned"
+    )
+
+
 def quantized_nodes(model: onnx.ModelProto) -> list[str]:
     """Names of compute nodes that run in int8 in a QDQ model, in graph order.
 
@@ -525,4 +538,7 @@ def quantize_int8(
         if auto_float:
             with quiet():
                 kept = _edges_to_keep_float(q, exclude, auto_float_items)
-        return q.quantize(exclude, auto_float=kept)
+        result = q.quantize(exclude, auto_float=kept)
+        if not quantized_nodes(result):
+            raise UnsupportedError(no_int8_message(q.prepared, exclude))
+        return result
