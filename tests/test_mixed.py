@@ -193,7 +193,8 @@ def test_html_and_sensitivity_plot(tmodels):
     fig = r.sensitivity_plot(top=5)
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert set(labels[-3:]) == CANCEL  # most sensitive on top
-    assert "kept float" in str(r.summary_rows()) or r.kept_float
+    assert {"field": "kept float", "value": 3} in r.summary_rows()
+    assert "kept cancel_clip: sensitive" in str(r)
 
 
 FAMILIES = [
