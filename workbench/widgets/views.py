@@ -393,12 +393,20 @@ def _variants_table_html(study: Any) -> str:
     body = []
     for row, cls in zip(t["rows"], t["classes"], strict=True):
         klass = " ".join(f"wb-{c}" for c in cls.split())
-        cells = "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row)
+        cells = "".join(_td(_cell(v)) for v in row)
         body.append(f'<tr class="{klass}">{cells}</tr>')
     return (
         f'{STYLE}<table class="wb-table"><caption>Records (Pareto front highlighted)</caption>'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     )
+
+
+def _td(text: str, width: int = 60) -> str:
+    """A table cell; long text (notes, errors) is shortened, the full text in its tooltip."""
+    if len(text) <= width:
+        return f"<td>{html.escape(text)}</td>"
+    short = text[: width - 1] + "…"
+    return f'<td title="{html.escape(text, quote=True)}">{html.escape(short)}</td>'
 
 
 def _cell(v: Any) -> str:
