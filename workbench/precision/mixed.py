@@ -86,9 +86,10 @@ class MixedPrecisionResult(Result):
     "error": ...}`` (the measured value behind the decision: max |x| or smallest |x| for range
     decisions, the probe's error share in tolerance units for sensitive nodes, None when the
     converter decided). ``converted_fraction`` is the share of float-computing nodes in
-    ``dtype``. ``history`` lists each evaluation (phase, how many searched nodes kept float,
-    max abs error, tolerance ratio or metric of the real run, the simulated value, whether the
-    converted model was built, accepted). ``sensitivity``: node → probe error share.
+    ``dtype``. ``history`` lists each evaluation (phase, nodes kept float in all and from the
+    ranking, max abs error, tolerance ratio or metric of the real run, the simulated value,
+    whether the converted model was built, accepted). ``sensitivity``: node → probe error
+    share.
     """
 
     model: onnx.ModelProto
@@ -422,7 +423,8 @@ class _Search:
         entry: dict[str, Any] = {
             "evaluation": len(self.history) + 1,
             "phase": phase,
-            "kept_float": len(kept),
+            "kept_float": len(self.fixed_block) + len(kept),  # all float32 nodes
+            "searched_kept": len(kept),  # of which from the sensitivity ranking
             "error": max(result.max_error.values(), default=math.inf),
             "tolerance_ratio": result.ratio,
             "metric": result.metric,
@@ -433,14 +435,16 @@ class _Search:
         if result.failure:
             entry["failure"] = result.failure
         self.history.append(entry)
-        sim = f"simulated f16 {result.simulated:.3g}" if result.simulated is not None else ""
+        sim = (
+            f"simulated {self.dtype} {result.simulated:.3g}" if result.simulated is not None else ""
+        )
         if result.metric is not None:
             what = f"metric {result.metric:.4g}, {sim}"
         elif result.ratio is not None:
             what = f"error {result.ratio:.3g}× tol, {sim}"
         else:
             what = f"rejected ({sim or result.failure[:60]})"
-        bar.update(postfix=f"eval {entry['evaluation']}: {len(kept)} searched kept float, {what}")
+        bar.update(postfix=f"eval {entry['evaluation']}: {entry['kept_float']} kept float, {what}")
         return result
 
 
