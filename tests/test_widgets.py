@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import time
 
@@ -149,6 +150,22 @@ def test_tradeoff_view_hint_filter(study):
     assert len(pareto_rows) == len(study.pareto())
     view.hint.value = "accuracy"
     assert "hint accuracy" in view.plot.value and "hint performance" not in view.plot.value
+
+
+def test_tradeoff_view_escapes_hostile_names(tmodels):
+    model = tmodels.hostile_names()
+    study = wb.explore(
+        model,
+        wb.random_dataset(model, n=4),
+        lambda run, dataset: 1.0,
+        variants=["f32", (tmodels.HOSTILE_IMG, lambda m: m)],
+        hints=["performance"],
+        **FAST,
+    )
+    view = TradeoffView(study)
+    shown = view.table.value + view.plot.value
+    assert tmodels.HOSTILE_IMG not in shown and "<img" not in shown
+    assert html.escape(tmodels.HOSTILE_IMG) in view.table.value
 
 
 def test_explore_panel_sweeps_and_reports_bad_choices(demo_cnn, data):
