@@ -171,23 +171,7 @@ def bench_memory(quick: bool) -> None:
                 extra.unlink()
 
 
-FAMILIES = (
-    "f16_casts",
-    "f16_if",
-    "f16_loop",
-    "f16_scan",
-    "f16_constant_nodes",
-    "f16_shared_initializer",
-    "unnamed_nodes",
-    "f16_float_only_inputs",
-    "f16_other_domains",
-    "f16_int_bool_string",
-    "f16_dynamic",
-    "f16_extreme_constants",
-    "f16_odd_graphs",
-    "attention_block",
-    "small_cnn",
-)
+FAMILIES = models.FLOAT16_FAMILIES
 
 
 def _feeds(model: onnx.ModelProto) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import models
 import numpy as np
 import onnx
 import pytest
@@ -20,23 +21,7 @@ FP16 = onnx.TensorProto.FLOAT16
 BF16 = onnx.TensorProto.BFLOAT16
 FP32 = onnx.TensorProto.FLOAT
 
-FAMILIES = (
-    "f16_casts",
-    "f16_if",
-    "f16_loop",
-    "f16_scan",
-    "f16_constant_nodes",
-    "f16_shared_initializer",
-    "unnamed_nodes",
-    "f16_float_only_inputs",
-    "f16_other_domains",
-    "f16_int_bool_string",
-    "f16_dynamic",
-    "f16_extreme_constants",
-    "f16_odd_graphs",
-    "attention_block",
-    "small_cnn",
-)
+FAMILIES = models.FLOAT16_FAMILIES
 
 
 def _feeds(model: onnx.ModelProto, seed: int = 0, **dims: int) -> dict[str, np.ndarray]:

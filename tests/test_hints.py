@@ -77,22 +77,8 @@ def test_ort_devices_list_registry_precisions():
 
 
 def _quantized_mlp(tmodels, tmp_path):
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
-
     m = tmodels.mlp()
-    src, dst = tmp_path / "m.onnx", tmp_path / "q.onnx"
-    onnx.save(m, src)
-    feeds = list(wb.random_dataset(m, n=8, dims={"N": 2}).feeds())
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(feeds)
-
-        def get_next(self):
-            return next(self.it, None)
-
-    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ)
-    return wb.load_model(dst)
+    return wb.quantize_int8(m, wb.random_dataset(m, n=8, dims={"N": 2}), auto_float=False)
 
 
 def _expected_ort(model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import models
 import numpy as np
 import onnx
 import pytest
@@ -197,19 +198,7 @@ def test_html_and_sensitivity_plot(tmodels):
     assert "kept cancel_clip: sensitive" in str(r)
 
 
-FAMILIES = [
-    name
-    for name in (
-        "f16_if",
-        "f16_loop",
-        "f16_scan",
-        "f16_constant_nodes",
-        "f16_shared_initializer",
-        "unnamed_nodes",
-        "f16_casts",
-    )
-    if hasattr(__import__("models"), name)
-]
+FAMILIES = models.STRUCTURAL_FAMILIES
 
 
 @pytest.mark.parametrize("family", FAMILIES)
