@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -270,6 +271,80 @@ def _import_function(spec: str):
         raise WorkbenchError(f"--validation {spec!r}: cannot import it ({e})") from e
 
 
+# ----------------------------------------------------------------------------- partition
+
+
+def _add_partition(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "partition",
+        help="assign nodes to devices, cut acyclic subgraphs, profile them and draw both graphs",
+    )
+    p.add_argument("model", type=Path)
+    p.add_argument(
+        "--devices", default="cpu", help="comma-separated, priority order, e.g. npu-sim,cpu"
+    )
+    p.add_argument("--mode", choices=("auto", "manual", "combined"), default="auto")
+    p.add_argument(
+        "--manual", action="append", default=[], metavar="NODE=DEVICE",
+        help="manual placement (repeatable); needs --mode manual or combined",
+    )  # fmt: skip
+    p.add_argument("--runs", type=int, default=20, help="profiled runs (default 20)")
+    p.add_argument("--batch", type=int, default=1, help="value for dynamic batch dimensions")
+    p.add_argument("-o", "--out", type=Path, default=Path("partition"), help="output folder")
+
+
+def _cmd_partition(args: argparse.Namespace) -> int:
+    from .data import input_signature, random_dataset
+    from .devices.affinity import affinity
+    from .devices.partition import partition
+    from .model import atomic_write_bytes, load_model
+    from .viz.graphs import affinity_dot, file_stem, render, subgraphs_dot
+    from .viz.plots import figure_png, figure_svg
+
+    model = load_model(args.model)
+    manual = {}
+    for item in args.manual:
+        node, sep, dev = item.rpartition("=")
+        if not sep or not node:
+            raise WorkbenchError(f"--manual {item!r}: write NODE=DEVICE")
+        manual[node] = dev
+    aff = affinity(model, args.devices, mode=args.mode, manual=manual or None)
+    part = partition(model, aff)
+    dims = {
+        d: args.batch for _, _, shape in input_signature(model) for d in shape if isinstance(d, str)
+    }
+    prof = part.profile(random_dataset(model, n=1, seed=0, dims=dims)[0], runs=args.runs)
+    stem = args.out / file_stem(model, args.model)
+    written: dict[str, Path] = {}
+    fig = prof.plot()
+    for label, data in (
+        ("affinity.dot", (a_dot := affinity_dot(model, aff)).encode("utf-8")),
+        ("affinity.svg", render(a_dot, "svg")),
+        ("subgraphs.dot", (s_dot := subgraphs_dot(part)).encode("utf-8")),
+        ("subgraphs.svg", render(s_dot, "svg")),
+        ("profile.json", prof.to_json().encode("utf-8")),
+        ("profile.png", figure_png(fig)),
+        ("profile.svg", figure_svg(fig).encode("utf-8")),
+    ):
+        path = stem.with_name(f"{stem.name}.{label}")
+        atomic_write_bytes(path, data)
+        written[label] = path
+    print(
+        f"{args.model.name}: {len(part.subgraphs)} subgraphs on {', '.join(aff.device_names)} "
+        f"(splitting at every device change: {part.naive_count}); "
+        f"{prof.total_ms:.3f} ms end to end, {prof.boundary_bytes:,} boundary bytes per run"
+    )
+    for r in prof.rows:
+        sim = " (simulated)" if r.simulated else ""
+        print(
+            f"  {r.subgraph:<5} {r.device + sim:<24} {r.nodes:>5} nodes  {r.median_ms:8.3f} ms  "
+            f"ran {r.precision_ran:<8} in {r.boundary_bytes:>10,} B"
+        )
+    for label, path in written.items():
+        print(f"  {label:<14} {path}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- convert
 
 
@@ -396,80 +471,6 @@ def _convert_with_data(args: argparse.Namespace):
     return result.model, result, detail
 
 
-# ----------------------------------------------------------------------------- partition
-
-
-def _add_partition(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "partition",
-        help="assign nodes to devices, cut acyclic subgraphs, profile them and draw both graphs",
-    )
-    p.add_argument("model", type=Path)
-    p.add_argument(
-        "--devices", default="cpu", help="comma-separated, priority order, e.g. npu-sim,cpu"
-    )
-    p.add_argument("--mode", choices=("auto", "manual", "combined"), default="auto")
-    p.add_argument(
-        "--manual", action="append", default=[], metavar="NODE=DEVICE",
-        help="manual placement (repeatable); needs --mode manual or combined",
-    )  # fmt: skip
-    p.add_argument("--runs", type=int, default=20, help="profiled runs (default 20)")
-    p.add_argument("--batch", type=int, default=1, help="value for dynamic batch dimensions")
-    p.add_argument("-o", "--out", type=Path, default=Path("partition"), help="output folder")
-
-
-def _cmd_partition(args: argparse.Namespace) -> int:
-    from .data import input_signature, random_dataset
-    from .devices.affinity import affinity
-    from .devices.partition import partition
-    from .model import atomic_write_bytes, load_model
-    from .viz.graphs import affinity_dot, file_stem, render, subgraphs_dot
-    from .viz.plots import figure_png, figure_svg
-
-    model = load_model(args.model)
-    manual = {}
-    for item in args.manual:
-        node, sep, dev = item.rpartition("=")
-        if not sep or not node:
-            raise WorkbenchError(f"--manual {item!r}: write NODE=DEVICE")
-        manual[node] = dev
-    aff = affinity(model, args.devices, mode=args.mode, manual=manual or None)
-    part = partition(model, aff)
-    dims = {
-        d: args.batch for _, _, shape in input_signature(model) for d in shape if isinstance(d, str)
-    }
-    prof = part.profile(random_dataset(model, n=1, seed=0, dims=dims)[0], runs=args.runs)
-    stem = args.out / file_stem(model, args.model)
-    written: dict[str, Path] = {}
-    fig = prof.plot()
-    for label, data in (
-        ("affinity.dot", (a_dot := affinity_dot(model, aff)).encode("utf-8")),
-        ("affinity.svg", render(a_dot, "svg")),
-        ("subgraphs.dot", (s_dot := subgraphs_dot(part)).encode("utf-8")),
-        ("subgraphs.svg", render(s_dot, "svg")),
-        ("profile.json", prof.to_json().encode("utf-8")),
-        ("profile.png", figure_png(fig)),
-        ("profile.svg", figure_svg(fig).encode("utf-8")),
-    ):
-        path = stem.with_name(f"{stem.name}.{label}")
-        atomic_write_bytes(path, data)
-        written[label] = path
-    print(
-        f"{args.model.name}: {len(part.subgraphs)} subgraphs on {', '.join(aff.device_names)} "
-        f"(splitting at every device change: {part.naive_count}); "
-        f"{prof.total_ms:.3f} ms end to end, {prof.boundary_bytes:,} boundary bytes per run"
-    )
-    for r in prof.rows:
-        sim = " (simulated)" if r.simulated else ""
-        print(
-            f"  {r.subgraph:<5} {r.device + sim:<24} {r.nodes:>5} nodes  {r.median_ms:8.3f} ms  "
-            f"ran {r.precision_ran:<8} in {r.boundary_bytes:>10,} B"
-        )
-    for label, path in written.items():
-        print(f"  {label:<14} {path}")
-    return 0
-
-
 # ----------------------------------------------------------------------------- registry
 
 COMMANDS: list[
@@ -505,6 +506,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``workbench`` console script."""
     args = build_parser().parse_args(argv)
+    # warnings (e.g. a hint not honoured) are part of the answer: one readable line each
+    warnings.formatwarning = lambda message, category, *_a, **_k: (
+        f"workbench: {category.__name__}: {message}\n"
+    )
     try:
         return args._handler(args)
     except WorkbenchError as e:
