@@ -507,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``workbench`` console script."""
     args = build_parser().parse_args(argv)
     # warnings (e.g. a hint not honoured) are part of the answer: one readable line each
+    previous_format = warnings.formatwarning
     warnings.formatwarning = lambda message, category, *_a, **_k: (
         f"workbench: {category.__name__}: {message}\n"
     )
@@ -518,6 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"{e.strerror}: {e.filename}")
     except KeyboardInterrupt:
         return _fail("interrupted")
+    finally:
+        warnings.formatwarning = previous_format
 
 
 if __name__ == "__main__":
