@@ -196,14 +196,7 @@ def figure_block(fig_or_svg: Any, caption: str, prefix: str) -> Block:
         block = Block("figure", png=figure_data_uri(fig_or_svg), caption=caption)
     else:
         block = Block("figure", svg=safe_svg(svg, prefix), caption=caption)
-    _close(fig_or_svg)
     return block
-
-
-def _close(fig: Any) -> None:
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
 
 
 # --------------------------------------------------------------------------- environment
@@ -503,7 +496,10 @@ class _Builder:
         self.rows_table(s, res.summary_rows())
         self.rows_table(
             s,
-            [{"node": n, "measured gain": g} for n, g in res.reverted_nodes],
+            [
+                {"node": n, "measured gain": "not measured" if math.isnan(g) else g}
+                for n, g in res.reverted_nodes
+            ],
             "Reverted to float, in order",
         )
         self.rows_table(s, [dict(h) for h in res.history], "Evaluations of the search")

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 
 import matplotlib
 
-matplotlib.use("Agg")  # headless: figures are rendered to files/strings, never to a window
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+# Figures are built with Figure() directly, never through pyplot's global state, so no backend
+# is forced: notebooks keep their inline backend and headless runs need none.
+from matplotlib.figure import Figure
 
 PALETTE = (
     "#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860",
@@ -67,7 +67,7 @@ def _clip(name: str, width: int = 40) -> str:
 def figure_svg(fig: Figure) -> str:
     """Inline SVG text of a figure (no external fonts: text stays text, XML-escaped by matplotlib)."""
     buf = io.StringIO()
-    with plt.rc_context({"svg.fonttype": "none"}):
+    with matplotlib.rc_context({"svg.fonttype": "none"}):
         fig.savefig(buf, format="svg", bbox_inches="tight")
     text = buf.getvalue()
     return text[text.index("<svg") :]

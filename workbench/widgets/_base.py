@@ -48,14 +48,10 @@ def svg_html(svg: str | bytes, prefix: str) -> str:
 
 
 def figure_html(fig: Any, prefix: str) -> str:
-    """A matplotlib figure as sanitized inline SVG; the figure is closed afterwards."""
-    import matplotlib.pyplot as plt
-
+    """A matplotlib figure as sanitized inline SVG."""
     from ..viz.plots import figure_svg
 
-    text = svg_html(figure_svg(fig), prefix)
-    plt.close(fig)
-    return text
+    return svg_html(figure_svg(fig), prefix)
 
 
 def table_html(rows: list[dict[str, Any]], title: str = "") -> str:
