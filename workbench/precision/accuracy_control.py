@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +79,7 @@ class AccuracyControlResult(Result):
         return _plot(self, top)
 
     def summary_rows(self) -> list[dict[str, Any]]:
-        reverted = ", ".join(f"{n} (+{g:.4g})" for n, g in self.reverted_nodes) or "none"
+        reverted = ", ".join(f"{n} ({_gain_text(g)})" for n, g in self.reverted_nodes) or "none"
         return [
             {"field": "float baseline", "value": f"{self.baseline_metric:.6g}"},
             {"field": "all int8", "value": f"{self.quantized_metric:.6g}"},
@@ -337,7 +337,8 @@ def quantize_with_accuracy_control(
                 key=lambda s: (search.cache[s], -len(s)),
             )
             best_names = tuple(n for n in order if n in best_set)
-            best = finish(tuple((n, math.nan) for n in best_names), ranking)
+            best_gains = _prefix_gains(best_names, order, search.cache)
+            best = finish(tuple((n, best_gains[n]) for n in best_names), ranking)
             why = (
                 f"reverting up to max_reverted={max_reverted} node(s)"
                 if max_reverted is not None and max_reverted < len(order)
@@ -370,15 +371,28 @@ def quantize_with_accuracy_control(
                     chosen = rest
                 else:
                     gains[name] = search.metric(chosen) - without
-        for name in chosen:  # unmeasured (large sets): prefix differences
-            if name not in gains:
-                before = frozenset(order[: order.index(name)])
-                after = before | {name}
-                if before in search.cache and after in search.cache:
-                    gains[name] = search.cache[after] - search.cache[before]
-                else:
-                    gains[name] = math.nan
+        gains = {**_prefix_gains(chosen, order, search.cache), **gains}
         return finish(tuple((n, gains[n]) for n in chosen), ranking)
+
+
+def _prefix_gains(chosen: Sequence[str], order: Sequence[str], cache: Mapping) -> dict[str, float]:
+    """Each node's gain as the metric difference of the ranked prefixes ending before/at it.
+
+    NaN where those prefixes were not evaluated (the search skipped them): shown as unmeasured.
+    """
+    gains = {}
+    for name in chosen:
+        before = frozenset(order[: order.index(name)])
+        after = before | {name}
+        if before in cache and after in cache:
+            gains[name] = cache[after] - cache[before]
+        else:
+            gains[name] = math.nan
+    return gains
+
+
+def _gain_text(gain: float) -> str:
+    return "gain not measured" if math.isnan(gain) else f"{gain:+.4g}"
 
 
 def _ranking_feeds(
