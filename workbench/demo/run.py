@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model import atomic_write_bytes, inspect, load_model, save_model
-from ..progress import task
+from ..progress import quiet, task
 from ..runtime import benchmark, evaluate
 from . import accuracy, demo_dataset, demo_model_path
 
@@ -50,7 +50,8 @@ def run_demo(out: Path) -> dict[str, Path]:
     calib = demo_dataset("train", n=128)
     cnn = load_model(demo_model_path("cnn"))
     outputs: dict[str, Path] = {}
-    with task("demo", total=6) as t:
+    # one bar for the story; the steps' own bars would interleave with it in a terminal
+    with task("demo", total=6) as t, quiet():
         outputs["summary"] = _models_summary(out, test)
         t.update(postfix="models measured")
 
