@@ -363,3 +363,14 @@ def test_bfloat16_low_io_model_runs_in_ort(tmodels):
     feed = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(x.view(np.uint16), BF16)
     (out,) = session.run_with_ort_values(None, {"x": feed})
     assert out.data_type() == "tensor(bfloat16)" and out.shape() == [2, 3]
+
+
+def test_cli_convert_refuses_to_overwrite_its_input(tmp_path, capsys):
+    src = tmp_path / "model.onnx"
+    src.write_bytes(wb.demo.demo_model_path("mlp").read_bytes())
+    before = src.read_bytes()
+    assert (
+        main(["convert", str(src), "--to", "fp16", "-o", str(tmp_path / "." / "model.onnx")]) == 2
+    )
+    assert "refusing to overwrite the input model" in capsys.readouterr().err
+    assert src.read_bytes() == before

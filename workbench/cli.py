@@ -386,6 +386,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from .errors import InputError
     from .model import inspect, save_model
 
+    if args.output.resolve() == args.model.resolve():
+        raise InputError(
+            f"refusing to overwrite the input model {str(args.model)!r}: the original must stay "
+            "intact; choose another -o path"
+        )
     if args.to not in ("fp16", "bf16") and (args.block_op or args.block_node):
         raise InputError("--block-op/--block-node apply to --to fp16 or bf16 only")
     detail = ""
