@@ -457,9 +457,10 @@ class _Builder:
             "and a search decides how many of the most sensitive ones stay float.",
         )
         s.text(
-            f"{res.converted_fraction:.0%} of the float-computing nodes run in {res.dtype}; "
-            f"{len(res.kept_float)} node(s) kept in float32; {res.evaluations} full-model "
-            f"evaluation(s) spent ({res.criterion})."
+            f"{res.converted_fraction:.0%} of the float-computing nodes converted to {res.dtype} "
+            f"(accepted under simulated {res.dtype} rounding; what a device then computes them in "
+            f"is in the variants table's 'ran' column); {len(res.kept_float)} node(s) kept in "
+            f"float32; {res.evaluations} full-model evaluation(s) spent ({res.criterion})."
         )
         self.rows_table(s, res.summary_rows())
         self.rows_table(s, res.kept_rows(), "Kept in float32, most sensitive first")
