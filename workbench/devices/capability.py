@@ -16,7 +16,7 @@ from typing import Any
 import onnx
 
 from ..model import ensure_node_names, load_model
-from ..precision.tensor_types import tensor_types
+from ..precision.tensor_types import inferred, tensor_types
 from ..results import Result, html_table
 from ..runtime import kernels
 from .registry import Device, DeviceProfile, profile_of, resolve_device
@@ -128,11 +128,7 @@ class _Context:
         self.constants = {i.name for i in model.graph.initializer}
         self.shapes: dict[str, tuple[Any, ...] | None] = {}
         if want_shapes:
-            try:
-                inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-            except Exception:
-                inferred = model
-            g = inferred.graph
+            g = inferred(model).graph
             for vi in list(g.input) + list(g.output) + list(g.value_info):
                 tt = vi.type.tensor_type
                 self.shapes[vi.name] = (

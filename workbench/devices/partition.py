@@ -33,6 +33,7 @@ import onnx
 
 from ..errors import InputError, UnsupportedError
 from ..model import ensure_node_names, load_model
+from ..precision.tensor_types import inferred
 from ..progress import quiet, task
 from ..results import Result, html_table
 from .affinity import Affinity
@@ -647,11 +648,7 @@ def partition(
         return reports[device].is_supported(node)
 
     groups, group_devices, absorbed, naive = group_nodes(m, affinity.assignments, can_take)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(m, strict_mode=False, data_prop=True)
-    except Exception:  # unknown domains: fall back to the declared value_info
-        inferred = m
-    ir_model = ir.serde.deserialize_model(inferred)
+    ir_model = ir.serde.deserialize_model(inferred(m, data_prop=True))
     graph = ir_model.graph
     values = ir.convenience.create_value_mapping(graph)
     ir_nodes = {node.name: node for node in graph}

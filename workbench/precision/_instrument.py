@@ -13,7 +13,6 @@ ONNX Runtime:
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ import onnxruntime as ort
 from ..progress import check_cancelled
 from ..runtime import prepare_feeds
 from ..runtime.ort import _np_type, make_session, session_options
+from .tensor_types import inferred
 
 Feeds = dict[str, np.ndarray]
 _FLOAT = ir.DataType.FLOAT
@@ -59,9 +59,7 @@ def _top_level_floats(graph: ir.Graph) -> list[ir.Value]:
 
 def _typed_ir(model: onnx.ModelProto) -> ir.Model:
     """IR model with inferred element types on intermediate values (where ONNX can infer them)."""
-    with contextlib.suppress(Exception):  # unknown domains: keep the declared types
-        model = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
-    return ir.from_proto(model)
+    return ir.from_proto(inferred(model))
 
 
 def _update(stats: dict[str, list[float]], name: str, array: np.ndarray, tiny: float) -> None:

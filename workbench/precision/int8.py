@@ -35,6 +35,7 @@ from ..errors import InputError, UnsupportedError, WorkbenchError
 from ..model import ensure_node_names, load_model
 from ..progress import quiet, task
 from ..runtime import prepare_feeds
+from .tensor_types import inferred
 
 #: ``calibration=`` names → ORT CalibrationMethod member names
 CALIBRATIONS = {
@@ -361,9 +362,7 @@ def keep_float(model: onnx.ModelProto, nodes: Iterable[str]) -> onnx.ModelProto:
 
     wanted = set(nodes)
     # channel counts of the DQ outputs (unknown domains: the quantizer's value_info only)
-    with contextlib.suppress(Exception):
-        model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    m = ir.from_proto(model)
+    m = ir.from_proto(inferred(model))
     g = m.graph
     for node in list(g):
         if node.name not in wanted or node.op_type not in _WEIGHT_REQUANTIZED_OPS:

@@ -11,6 +11,18 @@ import onnx
 from ..model import iter_graphs
 
 
+def inferred(model: onnx.ModelProto, data_prop: bool = False) -> onnx.ModelProto:
+    """``model`` with ONNX shape/type inference applied, or ``model`` itself where inference
+    fails (unknown domains, invalid or oversized graphs): callers then use the declared types.
+    """
+    try:
+        return onnx.shape_inference.infer_shapes(
+            model, check_type=False, strict_mode=False, data_prop=data_prop
+        )
+    except Exception:
+        return model
+
+
 def _light_copy(model: onnx.ModelProto) -> onnx.ModelProto:
     """The model without initializer data (initializers become typed inputs) for inference."""
     light = onnx.ModelProto()
@@ -36,13 +48,8 @@ def graph_value_types(model: onnx.ModelProto) -> list[dict[str, int]]:
     Shape inference runs on a copy without initializer data, so multi-GB models cost no more
     than their graph structure. Declared types are used where inference fails.
     """
-    light = _light_copy(model)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(light, check_type=False, strict_mode=False)
-    except Exception:  # unknown domains or invalid graphs: fall back to the declared types
-        inferred = light
     per_graph: list[dict[str, int]] = []
-    for g in iter_graphs(inferred.graph):
+    for g in iter_graphs(inferred(_light_copy(model)).graph):
         types: dict[str, int] = {}
         for vi in list(g.input) + list(g.output) + list(g.value_info):
             if vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type:
