@@ -93,3 +93,16 @@ def test_cli_demo_writes_outputs(tmp_path, capsys):
     assert str(tmp_path) in out
     data = json.loads((tmp_path / "demo.json").read_text())
     assert data["cnn"]["accuracy"] >= 0.95
+
+
+def test_cli_convert_int8_ac_on_unlabelled_npz_with_agreement(tmp_path, capsys):
+    feeds = wb.demo.demo_dataset("test", n=32).feeds()
+    np.savez(tmp_path / "x.npz", image=np.concatenate([f["image"] for f in feeds]))
+    model = str(wb.demo.demo_model_path("cnn"))
+    base = ["convert", model, "--to", "int8-ac", "--data", str(tmp_path / "x.npz")]
+    assert main([*base, "-o", str(tmp_path / "a.onnx")]) == 2
+    assert "needs --validation agreement|module:function" in capsys.readouterr().err
+    out = tmp_path / "q.onnx"
+    assert main([*base, "--validation", "agreement", "--max-drop", "0.05", "-o", str(out)]) == 0
+    assert "int8-ac" in capsys.readouterr().out
+    assert any(n.op_type == "QuantizeLinear" for n in wb.load_model(out).graph.node)

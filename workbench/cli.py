@@ -193,23 +193,9 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     from .viz.plots import figure_png, tradeoff_plot
 
     model = load_model(args.model)
-    if args.data == "demo":
-        from .demo import accuracy, demo_dataset
-
-        dataset = demo_dataset("test")
-        default_validation = accuracy
-    else:
-        from .data import dataset_from_npz
-
-        dataset = dataset_from_npz(args.data)
-        default_validation = None
-    name = args.validation or ("demo" if default_validation else "agreement")
-    if name == "demo":
-        from .demo import accuracy as validation_fn
-    elif name == "agreement":
+    dataset, validation_fn = _data_and_validation(args.data, args.validation, model)
+    if validation_fn is None:  # unlabelled data: score agreement with the f32 model
         validation_fn = agreement_validation(model, dataset)
-    else:
-        validation_fn = _import_function(name)
     calibration = None
     if args.calibration:
         from .data import dataset_from_npz
@@ -257,6 +243,29 @@ def _cmd_explore(args: argparse.Namespace) -> int:
             )
     print(f"study written to {args.output.resolve()}, plot to {png.resolve()}")
     return 0
+
+
+def _data_and_validation(data: str, validation: str | None, model):
+    """``--data demo|FILE.npz`` and ``--validation demo|agreement|module:function`` →
+    (dataset, validation_fn). Without ``--validation`` the demo data brings its accuracy and an
+    .npz brings none (None)."""
+    if data == "demo":
+        from .demo import accuracy, demo_dataset
+
+        dataset, validation_fn = demo_dataset("test"), accuracy
+    else:
+        from .data import dataset_from_npz
+
+        dataset, validation_fn = dataset_from_npz(data), None
+    if validation == "demo":
+        from .demo import accuracy as validation_fn
+    elif validation == "agreement":
+        from .explore import agreement_validation
+
+        validation_fn = agreement_validation(model, dataset)
+    elif validation:
+        validation_fn = _import_function(validation)
+    return dataset, validation_fn
 
 
 def _import_function(spec: str):
@@ -376,7 +385,10 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-drop", type=float, default=None, help="mixed/int8-ac: accuracy drop")
     p.add_argument("--drop-type", choices=("absolute", "relative"), default=None)
     p.add_argument(
-        "--validation", default=None, help="'demo' (digits top-1) or module:function(run, dataset)"
+        "--validation",
+        default=None,
+        help="'demo' (digits top-1), 'agreement' (top-1 agreement with the f32 model) or "
+        "module:function(run, dataset)",
     )
     p.add_argument("--calibration", choices=("minmax", "percentile", "entropy"), default=None)
     p.add_argument("--report", action="store_true", help="print what was converted and why")
@@ -431,19 +443,8 @@ def _convert_with_data(args: argparse.Namespace):
 
     if args.data is None:
         raise InputError(f"--to {args.to} needs --data demo or --data FILE.npz")
-    if args.data == "demo":
-        from .demo import accuracy, demo_dataset
-
-        dataset, validation_fn = demo_dataset("test"), accuracy
-    else:
-        from .data import dataset_from_npz
-
-        dataset, validation_fn = dataset_from_npz(args.data), None
-    if args.validation == "demo":
-        from .demo import accuracy as validation_fn
-    elif args.validation:
-        validation_fn = _import_function(args.validation)
     model = load_model(args.model)
+    dataset, validation_fn = _data_and_validation(args.data, args.validation, model)
     given = {k: getattr(args, k) for k in ("rtol", "atol", "max_drop", "drop_type", "calibration")}
     opts = {k: v for k, v in given.items() if v is not None}
     if args.to == "mixed":
@@ -464,7 +465,9 @@ def _convert_with_data(args: argparse.Namespace):
         kw = {"calibration": opts["calibration"]} if "calibration" in opts else {}
         return quantize_int8(model, dataset, **kw), None, "int8 (QDQ) quantized"
     if validation_fn is None:
-        raise InputError("--to int8-ac needs --validation module:function (or --data demo)")
+        raise InputError(
+            "--to int8-ac needs --validation agreement|module:function (or --data demo)"
+        )
     from .precision.accuracy_control import quantize_with_accuracy_control
 
     kw = {k: opts[k] for k in ("max_drop", "drop_type") if k in opts}
