@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 import workbench as wb
-from workbench.explore import VARIANTS, clear_cache
+from workbench.study import VARIANTS, clear_cache
 
 
 def main(min_time: float = 0.3) -> None:

@@ -109,7 +109,7 @@ def run_reference(model: onnx.ModelProto, feeds: dict, timeout: float) -> dict:
 
 def f16_nodes(model: onnx.ModelProto) -> set[str]:
     """Nodes of a converted model computing on float16 tensors (inputs or outputs)."""
-    from workbench.precision.tensor_types import tensor_types
+    from workbench.tensor_types import tensor_types
 
     types = tensor_types(model)
     out = set()
@@ -124,7 +124,7 @@ def f16_nodes(model: onnx.ModelProto) -> set[str]:
 
 def overflowing_f16(model: onnx.ModelProto, ranges: dict) -> int:
     """float16 tensors of ``model`` whose fp32 values exceed float16's range."""
-    from workbench.precision.tensor_types import tensor_types
+    from workbench.tensor_types import tensor_types
 
     types = tensor_types(model)
     return sum(

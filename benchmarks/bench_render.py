@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import workbench as wb
-from workbench.devices.partition import group_nodes
+from workbench.hardware.partition import group_nodes
 from workbench.viz import graphs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

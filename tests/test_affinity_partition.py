@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import workbench as wb
-from workbench.devices.partition import PartitionedModel, group_nodes
-from workbench.devices.registry import DeviceProfile, shipped_profiles
+from workbench.hardware.partition import PartitionedModel, group_nodes
+from workbench.hardware.registry import DeviceProfile, shipped_profiles
 
 NPU_OPS = next(p for p in shipped_profiles() if p.name == "npu-sim").ops
 #: the npu-sim op set in f32, so partitioned runs can be compared bit for bit

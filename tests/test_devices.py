@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 import workbench as wb
-from workbench.devices.registry import (
+from workbench.hardware.registry import (
     Device,
     DeviceProfile,
     devices_table,
     resolve_device,
     shipped_profiles,
 )
-from workbench.precision.hints import PrecisionWarning
+from workbench.runtime.hints import PrecisionWarning
 
 
 def test_shipped_profiles_listed_after_real_devices_and_simulated():

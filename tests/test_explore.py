@@ -10,7 +10,7 @@ import pytest
 from onnx import numpy_helper
 
 import workbench as wb
-from workbench.explore import Record, Study, clear_cache, pareto_front
+from workbench.study import Record, Study, clear_cache, pareto_front
 from workbench.viz.plots import figure_png, tradeoff_plot
 
 FAST = dict(min_time=0.03, rounds=2, warmup=1, bench_items=4)
@@ -276,14 +276,12 @@ def test_cli_explore(tmp_path):
 
 
 def test_same_thread_settings_for_every_backend(demo_cnn):
-    from workbench.explore import thread_settings
-    from workbench.runtime import open_runner
-    from workbench.runtime import ort as ort_backend
+    from workbench.runtime import RunConfig, open_runner
 
-    before = ort_backend.INTRA_OP_THREADS
-    with thread_settings(1):
-        ort_run = open_runner(demo_cnn, "cpu")
-        ov_run = open_runner(demo_cnn, "openvino:CPU")
+    config = RunConfig(threads=1)
+    ort_run = open_runner(demo_cnn, "cpu", config=config)
+    ov_run = open_runner(demo_cnn, "openvino:CPU", config=config)
     assert ort_run.session.get_session_options().intra_op_num_threads == 1
     assert int(ov_run.compiled.get_property("INFERENCE_NUM_THREADS")) == 1
-    assert before == ort_backend.INTRA_OP_THREADS
+    # nothing process-wide changed: a runner without the config gets the backend's default
+    assert open_runner(demo_cnn, "cpu").session.get_session_options().intra_op_num_threads == 0

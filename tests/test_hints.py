@@ -7,7 +7,7 @@ import onnx
 import pytest
 
 import workbench as wb
-from workbench.precision.hints import (
+from workbench.runtime.hints import (
     HintPlan,
     requested_precision,
     resolve_hint,

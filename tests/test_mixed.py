@@ -34,7 +34,7 @@ def _within(result: MixedPrecisionResult, fp32: onnx.ModelProto, ds, rtol=1e-2, 
 
 
 def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
-    from workbench.precision.tensor_types import tensor_types
+    from workbench.tensor_types import tensor_types
 
     return tensor_types(model)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import workbench as wb
-from workbench.precision.hints import requested_precision
+from workbench.runtime.hints import requested_precision
 from workbench.runtime import open_runner
 
 ov = pytest.importorskip("openvino")

@@ -10,7 +10,7 @@ import pytest
 
 import workbench as wb
 from workbench.cli import main
-from workbench.report import cpu_info, render_report, safe_svg
+from workbench.html_report import cpu_info, render_report, safe_svg
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -58,8 +58,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .data import random_dataset
+    from .hardware.execution import benchmark
     from .model import load_model
-    from .runtime import benchmark
 
     model = load_model(args.model)
     dims = {
@@ -99,7 +99,7 @@ def _add_devices(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
-    from .devices.registry import devices
+    from .hardware.registry import devices
 
     devs = devices()
     if args.json:
@@ -144,7 +144,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import load_result, report
+    from .html_report import load_result, report
 
     results = [load_result(path) for path in args.results]
     out = report(results, args.output, model=args.model, title=args.title)
@@ -188,8 +188,8 @@ def _split(values: list[str]) -> list[str]:
 
 
 def _cmd_explore(args: argparse.Namespace) -> int:
-    from .explore import agreement_validation, explore
     from .model import load_model
+    from .study import agreement_validation, explore
     from .viz.plots import figure_png, tradeoff_plot
 
     model = load_model(args.model)
@@ -228,7 +228,7 @@ def _cmd_explore(args: argparse.Namespace) -> int:
         if client is not None:
             client.close()
     study.save(args.output)
-    from .model import atomic_write_bytes
+    from .fileio import atomic_write_bytes
 
     png = args.output.with_suffix(".png")
     atomic_write_bytes(png, figure_png(tradeoff_plot(study)))
@@ -260,7 +260,7 @@ def _data_and_validation(data: str, validation: str | None, model):
     if validation == "demo":
         from .demo import accuracy as validation_fn
     elif validation == "agreement":
-        from .explore import agreement_validation
+        from .study import agreement_validation
 
         validation_fn = agreement_validation(model, dataset)
     elif validation:
@@ -304,9 +304,10 @@ def _add_partition(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_partition(args: argparse.Namespace) -> int:
     from .data import input_signature, random_dataset
-    from .devices.affinity import affinity
-    from .devices.partition import partition
-    from .model import atomic_write_bytes, load_model
+    from .fileio import atomic_write_bytes
+    from .hardware.affinity import affinity
+    from .hardware.partition import partition
+    from .model import load_model
     from .viz.graphs import affinity_dot, file_stem, render, subgraphs_dot
     from .viz.plots import figure_png, figure_svg
 

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 
 from .errors import InputError
+from .model import load_model
 
 Feeds = dict[str, np.ndarray]
 
@@ -105,8 +106,6 @@ def random_dataset(
     Dynamic dimensions take their value from ``dims`` (by dim_param name) or 1. Floats are
     standard normal, integers lie in [0, 10), booleans are fair coins.
     """
-    from .model import load_model
-
     m = model if isinstance(model, onnx.ModelProto) else load_model(model, load_external_data=False)
     if n < 1:
         raise InputError(f"random_dataset needs n >= 1, got {n}")

@@ -22,6 +22,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from .errors import ModelLoadError
+from .fileio import atomic_write_bytes
 from .results import Result, html_table
 
 #: protobuf cannot serialize a message of 2 GiB or more
@@ -206,23 +207,6 @@ def _load_external(model: onnx.ModelProto, base: Path) -> None:
 
 
 # --------------------------------------------------------------------------- saving
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def model_nbytes(model: onnx.ModelProto) -> int:

@@ -17,6 +17,8 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import onnx
 
+from .fileio import atomic_write_bytes
+
 T = TypeVar("T", bound="Result")
 
 _REGISTRY: dict[str, type[Result]] = {}
@@ -124,8 +126,6 @@ class Result:
         """JSON text; also written atomically to ``path`` when given."""
         text = json.dumps(self.to_dict(), indent=1, sort_keys=False)
         if path is not None:
-            from .model import atomic_write_bytes
-
             atomic_write_bytes(Path(path), text.encode("utf-8"))
         return text
 

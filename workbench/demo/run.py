@@ -15,9 +15,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..model import atomic_write_bytes, inspect, load_model, save_model
+from ..fileio import atomic_write_bytes
+from ..hardware.execution import benchmark, evaluate
+from ..model import inspect, load_model, save_model
 from ..progress import quiet, task
-from ..runtime import benchmark, evaluate
+from ..viz.plots import figure_svg
 from . import accuracy, demo_dataset, demo_model_path
 
 #: devices of the affinity part of the story: simulated accelerators first, the CPU as fallback
@@ -76,7 +78,6 @@ def run_demo(out: Path) -> dict[str, Path]:
             min_time=0.3,
         )
         outputs["study"] = study.save(out / "study.json")
-        from ..viz.plots import figure_svg
 
         atomic_write_bytes(out / "tradeoff.svg", figure_svg(wb.tradeoff_plot(study)).encode())
         outputs["tradeoff plot"] = out / "tradeoff.svg"

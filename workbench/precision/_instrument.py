@@ -24,7 +24,7 @@ import onnxruntime as ort
 from ..progress import check_cancelled
 from ..runtime import prepare_feeds
 from ..runtime.ort import _np_type, make_session, session_options
-from .tensor_types import inferred
+from ..tensor_types import inferred
 
 Feeds = dict[str, np.ndarray]
 _FLOAT = ir.DataType.FLOAT

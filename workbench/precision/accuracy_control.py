@@ -28,7 +28,8 @@ import onnx
 
 from ..data import Dataset, as_dataset
 from ..errors import AccuracyNotReachedError, InputError, UnsupportedError
-from ..progress import quiet, task
+from ..figures import figure_svg, ranking_plot
+from ..progress import quiet, task, track
 from ..results import Result, html_table
 from ..runtime import call_validation, open_runner
 from .int8 import (
@@ -99,14 +100,10 @@ class AccuracyControlResult(Result):
         table = html_table(self.summary_rows(), title="AccuracyControlResult")
         if not self.ranking:
             return table
-        from ..viz.plots import figure_svg
-
         return table + "<div>" + figure_svg(self.plot()) + "</div>"
 
 
 def _plot(result: AccuracyControlResult, top: int = 20) -> Any:
-    from ..viz.plots import ranking_plot
-
     return ranking_plot(
         result.ranking,
         "int8 impact per node (accuracy control)",
@@ -201,8 +198,6 @@ def _ranking(
     Isolated contributions roughly add up, and a node that alone destroys the output scores
     high even when another node does too (where "revert one, measure the gain" sees nothing).
     """
-    from ..progress import track
-
     reference = run_outputs(quantizer.prepared, feeds)
     impact: dict[str, float] = {}
     for name in track(candidates, "int8 ranking (one node int8 at a time)"):

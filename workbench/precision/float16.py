@@ -47,7 +47,7 @@ from ..model import check_external_data, ensure_node_names, iter_graphs, load_mo
 from ..progress import task
 from ..results import Result, html_table
 from ..runtime import kernels
-from .tensor_types import graph_value_types, schema_type_constraints
+from ..tensor_types import graph_value_types, schema_type_constraints
 
 F32 = ir.DataType.FLOAT
 _LOW = {"float16": ir.DataType.FLOAT16, "bfloat16": ir.DataType.BFLOAT16}

@@ -34,8 +34,8 @@ from ..data import Dataset, as_dataset, input_signature, onnx_to_numpy_dtype
 from ..errors import InputError, UnsupportedError, WorkbenchError
 from ..model import ensure_node_names, load_model
 from ..progress import quiet, task
-from ..runtime import prepare_feeds
-from .tensor_types import inferred
+from ..runtime import open_runner, prepare_feeds
+from ..tensor_types import inferred, tensor_types
 
 #: ``calibration=`` names → ORT CalibrationMethod member names
 CALIBRATIONS = {
@@ -428,8 +428,6 @@ def quantized_nodes(model: onnx.ModelProto) -> list[str]:
     A node is int8 when an activation reaches it through DequantizeLinear and none of its float
     inputs bypasses Q/DQ (an excluded Gemm keeps a float weight; ORT cannot fuse it).
     """
-    from .tensor_types import tensor_types
-
     types = tensor_types(model)
     inits = {i.name for i in model.graph.initializer}
     dequantized: set[str] = set()  # outputs of DequantizeLinear
@@ -453,8 +451,6 @@ def run_outputs(
     model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndarray]]
 ) -> list[list[np.ndarray]]:
     """Every output of ``model`` (ORT CPU) for each feeds dict."""
-    from ..runtime import open_runner
-
     runner = open_runner(model, "cpu")
     try:
         return [list(runner(f).values()) for f in feeds]

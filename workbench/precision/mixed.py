@@ -43,12 +43,14 @@ import onnx
 
 from ..data import Dataset, as_dataset
 from ..errors import InputError, WorkbenchError
+from ..figures import figure_data_uri, ranking_plot
 from ..metrics import max_abs_error, within_tolerance
 from ..model import ensure_node_names, iter_graphs, load_model
 from ..progress import check_cancelled, quiet, task
 from ..results import Result, html_table
 from ..runtime import call_validation, open_runner
 from ._instrument import TensorRange, rounding_probe, tensor_ranges
+from .float16 import convert_float16, convertible_nodes
 
 Feeds = dict[str, np.ndarray]
 
@@ -158,8 +160,6 @@ class MixedPrecisionResult(Result):
     def sensitivity_plot(self, top: int = 20):
         """Bar chart of the most sensitive nodes (probe error in tolerance units); kept-float
         nodes in red."""
-        from ..viz.plots import ranking_plot
-
         return ranking_plot(
             self.sensitivity,
             title=f"{self.dtype} sensitivity (top {top})",
@@ -176,8 +176,6 @@ class MixedPrecisionResult(Result):
         if self.history:
             parts.append(html_table(list(self.history), title="Evaluations"))
         if self.sensitivity:
-            from ..viz.plots import figure_data_uri
-
             uri = figure_data_uri(self.sensitivity_plot())
             parts.append(f'<img alt="sensitivity" src="{uri}"/>')
         return "<div>" + "".join(parts) + "</div>"
@@ -353,8 +351,6 @@ class _Search:
                 )
 
     def build(self, kept: Iterable[str]) -> onnx.ModelProto:
-        from .float16 import convert_float16
-
         block = sorted(set(self.fixed_block) | set(kept))
         with quiet():
             return convert_float16(
@@ -556,8 +552,6 @@ def auto_mixed_precision(
     if max_evaluations is not None and max_evaluations < 0:
         raise InputError(f"max_evaluations must be >= 0, got {max_evaluations}")
     budget = DEFAULT_MAX_EVALUATIONS if max_evaluations is None else int(max_evaluations)
-
-    from .float16 import convertible_nodes
 
     named = ensure_node_names(load_model(model))
     ds = as_dataset(dataset)

@@ -1,8 +1,9 @@
-"""Runtime backends: bind a model to (device, hint), run it, time it, evaluate it.
+"""Runtime backends: bind a model to a real device with a hint, run it, time it, evaluate it.
 
-``open_runner`` dispatches on the device's backend (ONNX Runtime always; OpenVINO when
-installed; simulated device profiles executed on the CPU). Every runner reports the precision
-that was requested and the precision that actually ran.
+``open_backend`` dispatches on the device's backend (ONNX Runtime always; OpenVINO when
+installed). Every runner reports the precision that was requested and the precision that
+actually ran. Simulated device profiles live one layer up (``workbench.hardware``): they convert
+the model first and then run it here.
 """
 
 from __future__ import annotations
@@ -12,96 +13,45 @@ import math
 import numbers
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime
 
-from ..data import Dataset, as_dataset, random_dataset
+from ..data import Dataset, as_dataset
 from ..errors import InputError, WorkbenchError
-from ..precision.hints import Hint, as_hint
+from ..model import load_model
 from ..results import Result
+from . import kernels
+from .base import DEFAULT_CONFIG, Device, Feeds, RunConfig, Runner, prepare_feeds
+from .hints import Hint, as_hint
+from .ort import ort_precisions
 
-if TYPE_CHECKING:
-    from ..devices.registry import Device
-
-Feeds = dict[str, np.ndarray]
+__all__ = [
+    "BACKENDS",
+    "BenchResult",
+    "Device",
+    "Feeds",
+    "RunConfig",
+    "Runner",
+    "call_validation",
+    "canonical_device_name",
+    "open_backend",
+    "open_runner",
+    "prepare_feeds",
+    "real_devices",
+    "resolve_real_device",
+    "time_runner",
+]
 
 #: backend name → "module:function" opening a Runner for (model, device, hint)
 BACKENDS: dict[str, str] = {
     "ort": "workbench.runtime.ort:open_ort",
     "openvino": "workbench.runtime.openvino:open_openvino",
-    "profile": "workbench.devices.registry:open_profile",
 }
-
-
-class Runner:
-    """A model bound to one device with one hint. ``runner(feeds) -> {output: array}``.
-
-    Backends fill ``input_specs`` (name → numpy dtype), ``output_names`` and implement
-    :meth:`run_prepared`; :meth:`prepare` checks names and casts feeds to the model's dtypes.
-    """
-
-    device: Device
-    hint: Hint
-    precision_requested: str = "f32"
-    precision_ran: str = "f32"
-    notes: tuple[str, ...] = ()
-    input_specs: dict[str, np.dtype]
-    output_names: list[str]
-
-    def prepare(self, feeds: Mapping[str, Any]) -> Any:
-        """Backend-native inputs: names checked, arrays cast to the model's input dtypes."""
-        return prepare_feeds(feeds, self.input_specs, self.device.name)
-
-    def run_prepared(self, prepared: Any) -> list[np.ndarray]:
-        raise NotImplementedError
-
-    def __call__(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        outs = self.run_prepared(self.prepare(feeds))
-        return dict(zip(self.output_names, outs, strict=True))
-
-    def close(self) -> None:
-        """Release backend resources (sessions are also freed when garbage collected)."""
-
-    def __repr__(self) -> str:
-        return (
-            f"<{type(self).__name__} device={self.device.name} hint={self.hint.label} "
-            f"requested={self.precision_requested} ran={self.precision_ran}>"
-        )
-
-
-def prepare_feeds(
-    feeds: Mapping[str, Any], specs: Mapping[str, np.dtype], where: str = ""
-) -> Feeds:
-    """Check feed names against the model inputs and cast values to the input dtypes."""
-    if not isinstance(feeds, Mapping):
-        raise InputError(f"feeds must be a dict of input name → array, got {type(feeds).__name__}")
-    unknown = [k for k in feeds if k not in specs]
-    if unknown:
-        raise InputError(
-            f"model has no input {unknown[0]!r}{' on ' + where if where else ''}; "
-            f"its inputs are: {', '.join(specs) or '(none)'}"
-        )
-    missing = [k for k in specs if k not in feeds]
-    if missing:
-        raise InputError(
-            f"missing feed for model input {missing[0]!r}; give all of: {', '.join(specs)}"
-        )
-    out: Feeds = {}
-    for name, dtype in specs.items():
-        value = np.asarray(feeds[name])
-        if value.dtype != dtype:
-            try:
-                value = value.astype(dtype)
-            except (TypeError, ValueError) as e:
-                raise InputError(
-                    f"input {name!r}: cannot convert {value.dtype} to {dtype}: {e}"
-                ) from e
-        out[name] = np.ascontiguousarray(value)
-    return out
 
 
 def _load_backend(backend: str) -> Callable[..., Runner]:
@@ -119,18 +69,78 @@ def _load_backend(backend: str) -> Callable[..., Runner]:
         ) from e
 
 
+def _ort_devices() -> list[Device]:
+    out = []
+    for provider in onnxruntime.get_available_providers():
+        if provider == "AzureExecutionProvider":  # remote endpoint invoker, not a device
+            continue
+        name = "cpu" if provider == kernels.CPU else f"ort:{provider}"
+        out.append(
+            Device(
+                name=name,
+                backend="ort",
+                precisions=ort_precisions(provider),
+                provider=provider,
+                description=f"ONNX Runtime {onnxruntime.__version__} {provider}",
+            )
+        )
+    return out
+
+
+def _openvino_devices() -> list[Device]:
+    try:  # optional extra: importing the backend fails cleanly without openvino
+        list_devices = importlib.import_module("workbench.runtime.openvino").list_devices
+    except ImportError:
+        return []
+    return list_devices()
+
+
+def real_devices() -> list[Device]:
+    """Devices found on this machine: ONNX Runtime providers, then OpenVINO devices."""
+    return _ort_devices() + _openvino_devices()
+
+
+def canonical_device_name(device: str) -> str:
+    """``"cpu"`` for the spellings of ORT's CPU provider; the stripped name otherwise."""
+    key = device.strip()
+    if key.lower() in ("cpu", "ort", "ort:cpu", "ort:cpuexecutionprovider"):
+        return "cpu"
+    return key
+
+
+def resolve_real_device(device: Device | str) -> Device:
+    """A real Device from its name (``"cpu"``, ``"ort:X"``, ``"openvino:CPU"``) or itself."""
+    if isinstance(device, Device):
+        return device
+    if not isinstance(device, str):
+        raise InputError(f"device must be a name or Device, got {type(device).__name__}")
+    key = canonical_device_name(device)
+    found = real_devices()
+    for d in found:
+        if d.name == key or d.name.lower() == key.lower():
+            return d
+    raise InputError(
+        f"unknown device {device!r}; available: {', '.join(d.name for d in found)}"
+        + (" (is the openvino extra installed?)" if key.lower().startswith("openvino") else "")
+    )
+
+
+def open_backend(
+    model: onnx.ModelProto, device: Device, hint: Hint, config: RunConfig = DEFAULT_CONFIG
+) -> Runner:
+    """A Runner for ``model`` on a real ``device`` (backend ``ort`` or ``openvino``)."""
+    return _load_backend(device.backend)(model, device, hint, config)
+
+
 def open_runner(
     model: onnx.ModelProto | str | os.PathLike[str],
-    device: Any = "cpu",
+    device: Device | str = "cpu",
     hint: Hint | str | None = None,
+    config: RunConfig = DEFAULT_CONFIG,
 ) -> Runner:
-    """Bind ``model`` to ``device`` (name, Device or DeviceProfile) with ``hint``."""
-    from ..devices.registry import resolve_device
-    from ..model import load_model
-
+    """Bind ``model`` to a real ``device`` with ``hint`` (profiles: ``workbench.hardware``)."""
     proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
-    dev = resolve_device(device)
-    return _load_backend(dev.backend)(proto, dev, as_hint(hint))
+    return open_backend(proto, resolve_real_device(device), as_hint(hint), config)
 
 
 @dataclass(frozen=True)
@@ -160,30 +170,20 @@ def _batch_size(feeds: Feeds) -> int:
     return int(first.shape[0]) if first is not None and first.ndim else 1
 
 
-def benchmark(
-    model: onnx.ModelProto | str | os.PathLike[str],
-    device: Any = "cpu",
-    hint: Hint | str | None = None,
-    dataset: Dataset | None = None,
+def time_runner(
+    runner: Runner,
+    dataset: Dataset,
     warmup: int = 3,
     runs: int | None = None,
     min_time: float = 1.0,
     max_runs: int = 10_000,
 ) -> BenchResult:
-    """Time inference: ``warmup`` untimed runs, then ``runs`` timed runs (or until ``min_time`` s).
+    """Time ``runner``: ``warmup`` untimed runs, then ``runs`` timed runs (or until ``min_time`` s).
 
-    Feeds come from ``dataset.feeds()`` (cycled) or random inputs; they are prepared once so
-    the loop times nothing but the backend's run call.
+    Feeds come from ``dataset.feeds()`` (cycled); they are prepared once so the loop times
+    nothing but the backend's run call.
     """
-    from ..model import load_model
-
-    proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
-    ds = (
-        as_dataset(dataset, "benchmark dataset")
-        if dataset is not None
-        else random_dataset(proto, n=1)
-    )
-    runner = open_runner(proto, device, hint)
+    ds = as_dataset(dataset, "benchmark dataset")
     prepared = [runner.prepare(f) for f in ds.feeds()]
     batch = _batch_size(next(iter(ds.feeds())))
     run = runner.run_prepared
@@ -202,7 +202,6 @@ def benchmark(
         i += 1
     ms = np.asarray(times) * 1e3
     median = float(np.median(ms))
-    runner.close()
     return BenchResult(
         device=runner.device.name,
         hint=runner.hint.label,
@@ -242,18 +241,3 @@ def call_validation(validation_fn: Callable[[Any, Any], Any], run: Callable, dat
     if not math.isfinite(float(value)):
         raise InputError(f"{name}(run, dataset) returned {value!r}; it must be a finite number")
     return float(value)
-
-
-def evaluate(
-    model: onnx.ModelProto | str | os.PathLike[str],
-    dataset: Any,
-    validation_fn: Callable[[Any, Any], Any],
-    device: Any = "cpu",
-    hint: Hint | str | None = None,
-) -> float:
-    """``validation_fn(run, dataset)`` with ``run`` bound to the model on ``device``."""
-    runner = open_runner(model, device, hint)
-    try:
-        return call_validation(validation_fn, runner, dataset)
-    finally:
-        runner.close()

@@ -1,7 +1,7 @@
 """OpenVINO backend: compile the ONNX model with the hint and report the precision that ran.
 
 The hint becomes ``EXECUTION_MODE_HINT`` / ``INFERENCE_PRECISION_HINT`` (resolved with
-:func:`workbench.precision.hints.resolve_hint`). After compiling, the plugin's own choice is
+:func:`workbench.runtime.hints.resolve_hint`). After compiling, the plugin's own choice is
 read back (``compiled_model.get_property``) and the runtime graph's per-layer
 ``runtimePrecision`` says what the compute layers actually run in: an f16 request on a CPU
 without f16 arithmetic is reported as the bf16 or f32 the plugin picked, never as f16.
@@ -11,27 +11,21 @@ from __future__ import annotations
 
 import collections
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import onnx
 import openvino as ov
 
 from ..errors import UnsupportedError
-from ..precision.hints import (
+from .base import DEFAULT_CONFIG, Device, RunConfig, Runner
+from .hints import (
     Hint,
     resolve_hint,
     sort_precisions,
     summarize_precisions,
     warn_if_not_honoured,
 )
-from . import Runner
-
-if TYPE_CHECKING:
-    from ..devices.registry import Device
-
-#: same thread count for every compiled model (None = the plugin's default)
-INFERENCE_NUM_THREADS: int | None = None
 
 #: OPTIMIZATION_CAPABILITIES entries that are precisions
 _CAPABILITY_PRECISIONS = {"FP32": "f32", "FP16": "f16", "BF16": "bf16", "INT8": "int8"}
@@ -97,8 +91,6 @@ def default_precision(device: str = "CPU") -> str:
 
 @functools.cache
 def _list_devices() -> tuple[Device, ...]:
-    from ..devices.registry import Device
-
     out = []
     c = core()
     for dev in c.available_devices:
@@ -129,7 +121,9 @@ def list_devices() -> list[Device]:
     return list(_list_devices())
 
 
-def compile_config(hint: Hint, device: Device) -> tuple[dict[str, Any], tuple[str, ...], str]:
+def compile_config(
+    hint: Hint, device: Device, run_config: RunConfig = DEFAULT_CONFIG
+) -> tuple[dict[str, Any], tuple[str, ...], str]:
     """Properties to compile with for ``hint`` on ``device``, the plan's notes, and the request."""
     dev = device.provider or "CPU"
     plan = resolve_hint(hint, device_capabilities(dev), device.name)
@@ -143,8 +137,8 @@ def compile_config(hint: Hint, device: Device) -> tuple[dict[str, Any], tuple[st
     supported = core().get_property(dev, "SUPPORTED_PROPERTIES")
     if not plan.dynamic_quantization and "DYNAMIC_QUANTIZATION_GROUP_SIZE" in supported:
         config["DYNAMIC_QUANTIZATION_GROUP_SIZE"] = 0
-    if INFERENCE_NUM_THREADS and "INFERENCE_NUM_THREADS" in supported:
-        config["INFERENCE_NUM_THREADS"] = INFERENCE_NUM_THREADS
+    if run_config.threads and "INFERENCE_NUM_THREADS" in supported:
+        config["INFERENCE_NUM_THREADS"] = run_config.threads
     return config, plan.notes, plan.precision_requested
 
 
@@ -165,11 +159,17 @@ def runtime_precisions(compiled: ov.CompiledModel) -> dict[str, collections.Coun
 class OpenVinoRunner(Runner):
     """An ONNX model compiled by OpenVINO for one device with one hint."""
 
-    def __init__(self, model: onnx.ModelProto, device: Device, hint: Hint):
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        device: Device,
+        hint: Hint,
+        run_config: RunConfig = DEFAULT_CONFIG,
+    ):
         self.device = device
         self.hint = hint
         dev = device.provider or "CPU"
-        config, plan_notes, requested = compile_config(hint, device)
+        config, plan_notes, requested = compile_config(hint, device, run_config)
         self.precision_requested = requested
         #: what makes two runners time the same thing
         self.config = ("openvino", dev, tuple(sorted((k, str(v)) for k, v in config.items())))
@@ -190,7 +190,8 @@ class OpenVinoRunner(Runner):
         ran = runtime_precisions(self.compiled)
         self.precision_ran = summarize_precisions({p: sum(c.values()) for p, c in ran.items()})
         self.notes = tuple(plan_notes) + tuple(_notes(requested, self.chosen, self.precision_ran))
-        warn_if_not_honoured(device.name, requested, self.precision_ran, self.notes)
+        if run_config.warn:
+            warn_if_not_honoured(device.name, requested, self.precision_ran, self.notes)
 
     def run_prepared(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
         # prepared feeds are contiguous arrays we keep alive: no copy into the request
@@ -210,6 +211,8 @@ def _notes(requested: str, chosen: str | None, ran: str) -> list[str]:
     return notes
 
 
-def open_openvino(model: onnx.ModelProto, device: Device, hint: Hint) -> OpenVinoRunner:
+def open_openvino(
+    model: onnx.ModelProto, device: Device, hint: Hint, config: RunConfig = DEFAULT_CONFIG
+) -> OpenVinoRunner:
     """Runner compiling ``model`` with OpenVINO for ``device`` under ``hint``."""
-    return OpenVinoRunner(model, device, hint)
+    return OpenVinoRunner(model, device, hint, config)

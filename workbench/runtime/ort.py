@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import os
 import tempfile
-from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -13,20 +12,17 @@ import onnxruntime as ort
 
 from ..data import onnx_to_numpy_dtype
 from ..errors import ModelLoadError, UnsupportedError
-from ..precision.hints import (
+from ..model import iter_graphs, iter_tensors
+from ..tensor_types import node_float_types
+from . import kernels
+from .base import DEFAULT_CONFIG, Device, RunConfig, Runner
+from .hints import (
     Hint,
     requested_precision,
     sort_precisions,
     summarize_precisions,
     warn_if_not_honoured,
 )
-from . import Runner, kernels
-
-if TYPE_CHECKING:
-    from ..devices.registry import Device
-
-#: same thread settings for every session so variants are compared fairly (None = ORT default)
-INTRA_OP_THREADS: int | None = None
 
 _FLOAT_NAMES = {
     onnx.TensorProto.FLOAT: "f32",
@@ -45,13 +41,15 @@ _QUANT_OPS = {
 }
 
 
-def session_options(optimized_model_path: str | None = None) -> ort.SessionOptions:
+def session_options(
+    optimized_model_path: str | None = None, config: RunConfig = DEFAULT_CONFIG
+) -> ort.SessionOptions:
     """Session options shared by every ORT session the workbench makes."""
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
-    if INTRA_OP_THREADS:
-        so.intra_op_num_threads = INTRA_OP_THREADS
+    if config.threads:
+        so.intra_op_num_threads = config.threads
     if optimized_model_path:
         so.optimized_model_filepath = optimized_model_path
     return so
@@ -84,8 +82,6 @@ def compute_precision(model: onnx.ModelProto, provider: str = kernels.CPU) -> st
     counting a float16/bfloat16 node without a kernel on ``provider`` as f32 (ORT inserts casts
     and computes it in float32). :class:`OrtRunner` refines this from the optimized graph.
     """
-    from ..precision.tensor_types import node_float_types
-
     counts: collections.Counter[str] = collections.Counter()
     opset = {o.domain or "": o.version for o in model.opset_import}
     for node, elem_types in node_float_types(model):
@@ -152,8 +148,6 @@ def _is_int8_kernel(op_type: str) -> bool:
 
 def needs_graph_check(model: onnx.ModelProto) -> bool:
     """Does the model hold f16/bf16 tensors or quantization nodes? (f32 models skip the check)."""
-    from ..model import iter_graphs, iter_tensors
-
     if any(t.data_type in _LOW_FLOATS for t in iter_tensors(model)):
         return True
     for g in iter_graphs(model.graph):
@@ -234,18 +228,25 @@ class OrtRunner(Runner):
     creation is read to report what actually ran; f32 models skip that (nothing to lower).
     """
 
-    def __init__(self, model: onnx.ModelProto, device: Device, hint: Hint, provider: str):
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        device: Device,
+        hint: Hint,
+        provider: str,
+        config: RunConfig = DEFAULT_CONFIG,
+    ):
         self.device = device
         self.hint = hint
         self.provider = provider
         self.precision_requested = requested_precision(hint)
         #: what makes two runners time the same thing (hints do not change ORT sessions)
-        self.config = ("ort", provider, INTRA_OP_THREADS)
+        self.config = ("ort", provider, config.threads)
         notes: list[str] = []
         if needs_graph_check(model):
             with tempfile.TemporaryDirectory(prefix="wb-ort-") as tmp:
                 path = os.path.join(tmp, "optimized.onnx")
-                self.session = make_session(model, provider, session_options(path))
+                self.session = make_session(model, provider, session_options(path, config))
                 ran = _read_executed(path)
             if ran is None:
                 self.precision_ran = compute_precision(model, provider)
@@ -258,7 +259,7 @@ class OrtRunner(Runner):
                 )
                 notes.extend(_fallback_notes(ran, provider))
         else:
-            self.session = make_session(model, provider)
+            self.session = make_session(model, provider, session_options(None, config))
             self.precision_ran = "f32"
         self.input_specs = {i.name: _np_type(i.type) for i in self.session.get_inputs()}
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -270,7 +271,8 @@ class OrtRunner(Runner):
                 "(compare converted variants instead)"
             )
         self.notes = tuple(notes)
-        warn_if_not_honoured(device.name, req, self.precision_ran, self.notes)
+        if config.warn:
+            warn_if_not_honoured(device.name, req, self.precision_ran, self.notes)
 
     def run_prepared(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, prepared)
@@ -354,6 +356,8 @@ def _np_type(type_str: str) -> np.dtype:
     return np.dtype(_ORT_TYPES.get(type_str, np.float32))
 
 
-def open_ort(model: onnx.ModelProto, device: Device, hint: Hint) -> OrtRunner:
+def open_ort(
+    model: onnx.ModelProto, device: Device, hint: Hint, config: RunConfig = DEFAULT_CONFIG
+) -> OrtRunner:
     """Runner on the ORT execution provider behind ``device``."""
-    return OrtRunner(model, device, hint, device.provider or kernels.CPU)
+    return OrtRunner(model, device, hint, device.provider or kernels.CPU, config)

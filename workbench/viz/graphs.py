@@ -28,6 +28,10 @@ from typing import Any
 import onnx
 
 from ..errors import InputError, UnsupportedError, WorkbenchError
+from ..figures import PALETTE
+from ..formatting import format_bytes
+from ..hardware.partition import group_nodes, node_inputs
+from ..model import ensure_node_names, load_model
 
 #: beyond this many drawn nodes, layout limits kick in
 LIMIT_NODES = 400
@@ -92,8 +96,6 @@ def _luminance(color: str) -> float:
 
 def device_styles(names: Iterable[str], simulated: Iterable[str] = ()) -> dict[str, str]:
     """Device name → DOT node attributes: 12 unique colours, then unique two-colour stripes."""
-    from .plots import PALETTE  # matplotlib loads only when something is drawn
-
     sim = set(simulated)
     pairs = [(a, b) for a in range(len(PALETTE)) for b in range(len(PALETTE)) if a != b]
     out = {}
@@ -147,16 +149,6 @@ def _header(title: str, notes: list[str], big: bool) -> list[str]:
     return lines
 
 
-def format_bytes(n: int | None) -> str:
-    """``16.0 KiB``; None (dynamic shape) says so."""
-    if n is None:
-        return "? bytes (dynamic shape)"
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
-
-
 # --------------------------------------------------------------------------- affinity
 
 
@@ -194,9 +186,6 @@ def affinity_dot(model: Any, affinity: Any, collapse: bool | None = None) -> Dot
     ``collapse=None`` collapses to subgraph level beyond :data:`COLLAPSE_NODES` nodes (with a
     note); constants are hidden and layout limits applied beyond :data:`LIMIT_NODES`.
     """
-    from ..devices.partition import group_nodes, node_inputs
-    from ..model import ensure_node_names, load_model
-
     m = ensure_node_names(model if isinstance(model, onnx.ModelProto) else load_model(model))
     assignments: Mapping[str, str] = affinity.assignments
     devices = list(getattr(affinity, "devices", ()))
@@ -312,8 +301,6 @@ def _collapsed(
 
 def subgraphs_dot(partitioned: Any, collapse: bool | None = None) -> DotSource:
     """DOT text with one cluster per subgraph and labelled boundary tensors."""
-    from ..devices.partition import node_inputs
-
     subs = list(partitioned.subgraphs)
     devices = list(partitioned.devices)
     names = [d.name for d in devices]

@@ -1,89 +1,21 @@
-"""Matplotlib figures: ranking bars (sensitivity, accuracy-control impact, per-subgraph time),
-and conversion of figures to inline SVG/PNG for widgets and HTML reports.
-"""
+"""Matplotlib figures of studies: the accuracy-versus-latency tradeoff per precision hint."""
 
 from __future__ import annotations
-
-import base64
-import io
-from collections.abc import Mapping
-
-import matplotlib
 
 # Figures are built with Figure() directly, never through pyplot's global state, so no backend
 # is forced: notebooks keep their inline backend and headless runs need none.
 from matplotlib.figure import Figure
 
-PALETTE = (
-    "#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860",
-    "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD", "#1B9E77", "#E7298A",
-)  # fmt: skip
+from ..figures import PALETTE, clip_label, figure_data_uri, figure_png, figure_svg, ranking_plot
 
-
-def ranking_plot(
-    values: Mapping[str, float],
-    title: str,
-    xlabel: str,
-    top: int = 20,
-    highlight: set[str] | frozenset[str] = frozenset(),
-    highlight_label: str = "",
-) -> Figure:
-    """Horizontal bars of the ``top`` largest values, largest on top; ``highlight`` bars in red.
-
-    Serves the mixed-precision sensitivity plot, the accuracy-control impact ranking and the
-    per-subgraph timing bars.
-    """
-    items = sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
-    names = [k for k, _ in items][::-1]
-    vals = [v for _, v in items][::-1]
-    fig = Figure(figsize=(7, 0.32 * max(len(items), 3) + 1.2), layout="constrained")
-    ax = fig.subplots()
-    colors = [PALETTE[3] if n in highlight else PALETTE[0] for n in names]
-    ax.barh(range(len(names)), vals, color=colors)
-    ax.set_yticks(range(len(names)), labels=[_clip(n) for n in names], fontsize=8)
-    ax.set_xlabel(xlabel)
-    ax.set_title(title)
-    ax.grid(axis="x", alpha=0.3)
-    if highlight and highlight_label:
-        from matplotlib.patches import Patch
-
-        ax.legend(
-            handles=[
-                Patch(color=PALETTE[3], label=highlight_label),
-                Patch(color=PALETTE[0], label="other"),
-            ],
-            loc="lower right",
-            fontsize=8,
-        )
-    if not items:
-        ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes)
-    return fig
-
-
-def _clip(name: str, width: int = 40) -> str:
-    return name if len(name) <= width else name[: width - 1] + "…"
-
-
-def figure_svg(fig: Figure) -> str:
-    """Inline SVG text of a figure (no external fonts: text stays text, XML-escaped by matplotlib)."""
-    buf = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
-        fig.savefig(buf, format="svg", bbox_inches="tight")
-    text = buf.getvalue()
-    return text[text.index("<svg") :]
-
-
-def figure_png(fig: Figure, dpi: int = 110) -> bytes:
-    """PNG bytes of a figure."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    return buf.getvalue()
-
-
-def figure_data_uri(fig: Figure, dpi: int = 110) -> str:
-    """``data:image/png;base64,...`` for embedding a figure in HTML."""
-    return "data:image/png;base64," + base64.b64encode(figure_png(fig, dpi)).decode("ascii")
-
+__all__ = [
+    "PALETTE",
+    "figure_data_uri",
+    "figure_png",
+    "figure_svg",
+    "ranking_plot",
+    "tradeoff_plot",
+]
 
 # ----------------------------------------------------------------------------- tradeoff (issue 7)
 
@@ -91,7 +23,7 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 
 
 def tradeoff_plot(study, title: str | None = None) -> Figure:
-    """Accuracy vs median latency of a :class:`workbench.explore.Study`.
+    """Accuracy vs median latency of a :class:`workbench.study.Study`.
 
     One series (color and marker) per precision hint, p10–p90 latency as error bars, points
     labelled by variant (and device when several), the Pareto front as a dashed line, points
@@ -130,7 +62,9 @@ def tradeoff_plot(study, title: str | None = None) -> Figure:
         text = r.variant + (f" @{r.device}" if several_devices else "")
         labels.setdefault(text + (" (sim)" if r.simulated else ""), (r.latency_ms, r.accuracy))
     for text, xy, dy in _label_offsets(labels, log_x):  # one label per variant/device
-        ax.annotate(_clip(text, 40), xy, xytext=(5, dy), textcoords="offset points", fontsize=8)
+        ax.annotate(
+            clip_label(text, 40), xy, xytext=(5, dy), textcoords="offset points", fontsize=8
+        )
     mismatched = [r for r in ok if not r.honoured]
     if mismatched:
         ax.scatter(
@@ -170,7 +104,7 @@ def tradeoff_plot(study, title: str | None = None) -> Figure:
         ax.text(
             0.0,
             -0.16,
-            _clip("failed: " + ", ".join(failed) + " (see study records)", 110),
+            clip_label("failed: " + ", ".join(failed) + " (see study records)", 110),
             transform=ax.transAxes,
             fontsize=8,
             color=PALETTE[3],

@@ -16,10 +16,11 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..errors import AccuracyNotReachedError, OperationCancelled
+from ..html_report import describe as describe_error
+from ..html_report import safe_svg
 from ..progress import CancelToken, cancellable, progress_sink
-from ..report import describe as describe_error
-from ..report import safe_svg
 from ..results import html_table
+from ..viz.plots import figure_svg
 
 #: CSS for messages inside HTML widgets (scoped by class, no global styles)
 STYLE = (
@@ -43,14 +44,12 @@ def note_html(message: str, klass: str = "wb-note") -> str:
 
 
 def svg_html(svg: str | bytes, prefix: str) -> str:
-    """Sanitized inline SVG (see :func:`workbench.report.safe_svg`)."""
+    """Sanitized inline SVG (see :func:`workbench.html_report.safe_svg`)."""
     return f'{STYLE}<div class="wb-svg">{safe_svg(svg, prefix)}</div>'
 
 
 def figure_html(fig: Any, prefix: str) -> str:
     """A matplotlib figure as sanitized inline SVG."""
-    from ..viz.plots import figure_svg
-
     return svg_html(figure_svg(fig), prefix)
 
 

@@ -22,7 +22,7 @@ class Workbench(widgets.VBox):
 
     ``background=False`` runs every job synchronously in the click handler (tests, scripts);
     by default jobs run in a thread so Cancel works in a live kernel. ``explore_options`` go to
-    :func:`workbench.explore` (e.g. ``{"min_time": 0.1}`` for quicker sweeps).
+    :func:`workbench.study` (e.g. ``{"min_time": 0.1}`` for quicker sweeps).
     """
 
     def __init__(
@@ -61,7 +61,7 @@ class Workbench(widgets.VBox):
         super().__init__([title, self.tabs])
 
     def report_sources(self) -> dict[str, Any]:
-        """Everything computed so far, as keyword arguments of :func:`workbench.report`."""
+        """Everything computed so far, as keyword arguments of :func:`workbench.html_report`."""
         result = self.convert.result
         kind = type(result).__name__
         return {

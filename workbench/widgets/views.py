@@ -20,6 +20,8 @@ import onnx
 import workbench as wb
 
 from ..errors import AccuracyNotReachedError, InputError
+from ..html_report import describe, study_for_hint, variants_table
+from ..model import ensure_node_names
 from ..progress import task
 from ._base import (
     STYLE,
@@ -110,8 +112,6 @@ class ConvertPanel(widgets.VBox):
         calibration_dataset: Any = None,
         background: bool = True,
     ):
-        from ..model import ensure_node_names
-
         self.model = ensure_node_names(wb.load_model(model))
         self.dataset = dataset
         self.validation_fn = validation_fn
@@ -263,8 +263,6 @@ class AffinityView(widgets.VBox):
         dataset: Any = None,
         background: bool = True,
     ):
-        from ..model import ensure_node_names
-
         self.model = ensure_node_names(wb.load_model(model))
         self.dataset = dataset
         names = _device_names()
@@ -386,8 +384,6 @@ class AffinityView(widgets.VBox):
 
 
 def _variants_table_html(study: Any) -> str:
-    from ..report import variants_table
-
     t = variants_table(study)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in t["columns"])
     body = []
@@ -443,7 +439,6 @@ class TradeoffView(widgets.VBox):
     def _render_plot(self) -> None:
         if self.study is None:
             return
-        from ..report import study_for_hint
 
         shown = (
             self.study if self.hint.value == "all" else study_for_hint(self.study, self.hint.value)
@@ -451,15 +446,13 @@ class TradeoffView(widgets.VBox):
         try:
             self.plot.value = figure_html(wb.tradeoff_plot(shown), _prefix("trade"))
         except Exception as e:  # keep the table visible when plotting fails
-            from ..report import describe
-
             self.plot.value = error_html(f"cannot draw the tradeoff plot: {describe(e)}")
 
 
 class ExplorePanel(widgets.VBox):
     """*Explore*: pick variants, hints and devices; Sweep runs ``explore``; shows a TradeoffView.
 
-    ``options`` are passed on to :func:`workbench.explore` (e.g. ``{"min_time": 0.1}``).
+    ``options`` are passed on to :func:`workbench.study` (e.g. ``{"min_time": 0.1}``).
     """
 
     def __init__(
@@ -524,7 +517,7 @@ class ExplorePanel(widgets.VBox):
 class ReportPanel(widgets.VBox):
     """*Report*: write the HTML report of everything computed so far and show a link.
 
-    ``sources()`` returns the keyword arguments for :func:`workbench.report` (study, model,
+    ``sources()`` returns the keyword arguments for :func:`workbench.html_report` (study, model,
     mixed, accuracy_control, affinity, partitioned, profile).
     """
 

@@ -34,8 +34,14 @@ from typing import Any
 import onnx
 from markupsafe import Markup
 
+from . import __version__
 from .errors import InputError, WorkbenchError
-from .results import Result
+from .fileio import atomic_write_bytes
+from .model import inspect, load_model
+from .results import _REGISTRY, Result
+from .study import with_records
+from .viz.graphs import affinity_dot, render, subgraphs_dot
+from .viz.plots import figure_data_uri, figure_svg, tradeoff_plot
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -187,8 +193,6 @@ def _clean_svg(el: ET.Element, ids: dict[str, str]) -> None:
 
 def figure_block(fig_or_svg: Any, caption: str, prefix: str) -> Block:
     """A figure block from a matplotlib Figure or SVG text/bytes (sanitized, ids prefixed)."""
-    from .viz.plots import figure_data_uri, figure_svg
-
     if isinstance(fig_or_svg, (str, bytes)):
         return Block("figure", svg=safe_svg(fig_or_svg, prefix), caption=caption)
     svg = figure_svg(fig_or_svg)
@@ -233,8 +237,6 @@ def _version(dist: str) -> str | None:
 
 def environment_info() -> dict[str, Any]:
     """Versions (Python, workbench, onnx, onnxruntime, openvino, …), platform and CPU flags."""
-    from . import __version__
-
     versions = {
         "python": sys.version.split()[0],
         "precision-workbench": __version__,
@@ -400,8 +402,6 @@ class _Builder:
             )
 
     def tradeoff(self, study: Any) -> None:
-        from .viz.plots import tradeoff_plot
-
         s = self.section(
             "tradeoff",
             "Accuracy vs latency",
@@ -521,8 +521,6 @@ class _Builder:
         if self.model is None:
             s.text("Pass model= to report() to include the affinity graph.", "note")
         else:
-            from .viz.graphs import affinity_dot, render
-
             svg = render(affinity_dot(self.model, aff), format="svg")
             s.figure(svg, "Nodes colored by device", self.prefix())
         rows = [
@@ -532,8 +530,6 @@ class _Builder:
         self.rows_table(s, rows, "Placement of every node")
 
     def partitioned(self, part: Any) -> None:
-        from .viz.graphs import render, subgraphs_dot
-
         s = self.section(
             "subgraphs",
             "Subgraphs",
@@ -660,8 +656,6 @@ def _kib(n: Any) -> Any:
 
 def study_for_hint(study: Any, hint: str) -> Any:
     """The study restricted to one hint label."""
-    from .explore import with_records
-
     return with_records(study, (r for r in study.records if r.hint == hint))
 
 
@@ -670,13 +664,13 @@ def study_for_hint(study: Any, hint: str) -> Any:
 
 #: modules defining result types a saved JSON file may hold (imported on demand)
 _RESULT_MODULES = (
-    "workbench.explore",
+    "workbench.study",
     "workbench.precision.mixed",
     "workbench.precision.accuracy_control",
     "workbench.precision.float16",
-    "workbench.devices.affinity",
-    "workbench.devices.partition",
-    "workbench.devices.capability",
+    "workbench.hardware.affinity",
+    "workbench.hardware.partition",
+    "workbench.hardware.capability",
     "workbench.runtime",
     "workbench.model",
 )
@@ -691,8 +685,6 @@ def load_result(path: str | os.PathLike[str]) -> Any:
     import dataclasses
     import importlib
     import json
-
-    from .results import _REGISTRY
 
     p = Path(path)
     try:
@@ -776,8 +768,6 @@ def render_report(
     **extras: Any,
 ) -> str:
     """The report's HTML text (see :func:`report`)."""
-    from .model import inspect, load_model
-
     items = _flatten(study_or_results) + _flatten(list(results)) + _flatten(list(extras.values()))
     proto = None
     grouped: dict[str, list[Any]] = {}
@@ -856,8 +846,6 @@ def report(
     ``affinity=`` (renders need ``model=``), ``partitioned=``, ``profile=``). Sections appear
     only for what is given. The file has no network dependencies and is written atomically.
     """
-    from .model import atomic_write_bytes
-
     text = render_report(
         study_or_results,
         model=model,
@@ -875,8 +863,3 @@ def report(
         raise InputError(f"{str(out)!r} is a directory; give a file name such as report.html")
     atomic_write_bytes(out, text.encode("utf-8"))
     return out
-
-
-from ._callable import make_module_callable  # noqa: E402
-
-make_module_callable(__name__, "workbench.report:report")

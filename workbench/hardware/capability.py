@@ -16,9 +16,9 @@ from typing import Any
 import onnx
 
 from ..model import ensure_node_names, load_model
-from ..precision.tensor_types import inferred, tensor_types
 from ..results import Result, html_table
 from ..runtime import kernels
+from ..tensor_types import inferred, tensor_types
 from .registry import Device, DeviceProfile, profile_of, resolve_device
 
 _LOW_PRECISION = {"f16": onnx.TensorProto.FLOAT16, "bf16": onnx.TensorProto.BFLOAT16}

@@ -31,13 +31,20 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ..data import Dataset, onnx_to_numpy_dtype
 from ..errors import InputError, UnsupportedError
-from ..model import ensure_node_names, load_model
-from ..precision.tensor_types import inferred
+from ..figures import figure_svg, ranking_plot
+from ..formatting import format_bytes
+from ..model import dtype_name, ensure_node_names, load_model
 from ..progress import quiet, task
 from ..results import Result, html_table
+from ..runtime import prepare_feeds
+from ..runtime.hints import Hint
+from ..tensor_types import inferred
 from .affinity import Affinity
-from .registry import Device
+from .capability import query_model
+from .execution import open_runner
+from .registry import Device, open_profile, profile_of
 
 #: ops computing on shapes that stay with their consumer (structural, not a capability list)
 _SHAPE_ARITHMETIC = frozenset(
@@ -389,8 +396,6 @@ class PartitionProfile(Result):
 
     def plot(self):
         """Bar plot of median time per subgraph; simulated devices highlighted."""
-        from ..viz.plots import ranking_plot
-
         values = {f"{r.subgraph} · {r.device}": r.median_ms for r in self.rows}
         simulated = {f"{r.subgraph} · {r.device}" for r in self.rows if r.simulated}
         top = 20
@@ -405,8 +410,6 @@ class PartitionProfile(Result):
         )
 
     def _repr_html_(self) -> str:
-        from ..viz.plots import figure_svg
-
         table = html_table(
             self.summary_rows(),
             title=f"{self.model}: {len(self.rows)} subgraphs, {self.total_ms:.3f} ms end to end, "
@@ -467,17 +470,9 @@ class PartitionedModel(Result):
             f"(splitting at every device change: {self.naive_count})",
         )
 
-    def _repr_svg_(self) -> str:
-        from ..viz.graphs import render, subgraphs_dot
-
-        return render(subgraphs_dot(self), format="svg").decode("utf-8")
-
     # -- execution
 
     def _check_feeds(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        from ..data import onnx_to_numpy_dtype
-        from ..runtime import prepare_feeds
-
         specs = {k: onnx_to_numpy_dtype(v) for k, v in self.inputs.items()}
         return prepare_feeds(feeds, specs, f"partitioned model {self.model!r}")
 
@@ -486,9 +481,6 @@ class PartitionedModel(Result):
         cached = self._runners
         if cached is not None:
             return cached
-        from ..data import Dataset
-        from ..runtime import open_runner
-        from .registry import open_profile, profile_of
 
         need_calibration = any(
             d.backend == "profile" and profile_of(d).precision == "int8" for d in self.devices
@@ -598,15 +590,12 @@ class PartitionedModel(Result):
 
 
 def _hint():
-    from ..precision.hints import Hint
-
     return Hint()
 
 
 def _speed(device: Device) -> float:
     if device.backend != "profile":
         return 1.0
-    from .registry import profile_of
 
     return profile_of(device).speed
 
@@ -615,8 +604,6 @@ def _speed(device: Device) -> float:
 
 
 def _type_text(value: Any) -> str:
-    from ..model import dtype_name
-
     dtype = dtype_name(int(value.dtype)) if value.dtype is not None else "?"
     dims = "?" if value.shape is None else ",".join(str(d) for d in value.shape)
     return f"{dtype}[{dims}]"
@@ -627,9 +614,6 @@ def partition(
 ) -> PartitionedModel:
     """Cut ``model`` into as few acyclic same-device subgraphs as possible (see module doc)."""
     import onnx_ir as ir
-
-    from ..viz.graphs import format_bytes
-    from .capability import query_model
 
     if not isinstance(affinity, Affinity):
         raise InputError(

@@ -5,7 +5,7 @@ simulated. Device strings: ``"cpu"`` (ORT CPU provider), ``"ort:<Provider>"``,
 ``"openvino:<DEVICE>"`` and the names of device profiles.
 
 A :class:`DeviceProfile` declares a device we don't have (which ops it runs, in which precision,
-how fast relative to this CPU). Profiles ship as TOML files in ``devices/profiles/``; they are
+how fast relative to this CPU). Profiles ship as TOML files in ``hardware/profiles/``; they are
 executed on the ONNX Runtime CPU provider after converting the model to the profile's precision
 and are labelled *simulated* everywhere.
 """
@@ -17,70 +17,23 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import InputError, UnsupportedError
+import onnx
+
+from ..data import random_dataset
+from ..errors import InputError
+from ..precision.float16 import convert_float16
+from ..precision.int8 import quantize_int8
 from ..results import Result, html_table
-
-if TYPE_CHECKING:
-    import onnx
-
-    from ..precision.hints import Hint
-    from ..runtime import Runner
+from ..runtime import DEFAULT_CONFIG, Device, RunConfig, Runner, canonical_device_name, real_devices
+from ..runtime.hints import Hint, resolve_hint, warn_if_not_honoured
+from ..runtime.ort import open_ort
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 PROFILE_PRECISIONS = ("f32", "f16", "bf16", "int8")
 _PRECISION_ALIASES = {"fp32": "f32", "float32": "f32", "fp16": "f16", "float16": "f16",
                       "bfloat16": "bf16", "i8": "int8", "qint8": "int8"}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Device(Result):
-    """One place a model can run. Simulated devices execute on the CPU."""
-
-    name: str
-    backend: str  # "ort" | "openvino" | "profile"
-    simulated: bool = False
-    precisions: tuple[str, ...] = ("f32",)
-    provider: str | None = None  # ORT provider or OpenVINO device name
-    description: str = ""
-    profile: DeviceProfile | None = None  # the declaration behind a simulated device
-
-    @property
-    def label(self) -> str:
-        """Name as shown in tables and renders; simulated devices say so."""
-        return f"{self.name} (simulated)" if self.simulated else self.name
-
-
-def _ort_devices() -> list[Device]:
-    import onnxruntime as ort
-
-    from ..runtime import kernels
-    from ..runtime.ort import ort_precisions
-
-    out = []
-    for provider in ort.get_available_providers():
-        if provider == "AzureExecutionProvider":  # remote endpoint invoker, not a device
-            continue
-        name = "cpu" if provider == kernels.CPU else f"ort:{provider}"
-        out.append(
-            Device(
-                name=name,
-                backend="ort",
-                precisions=ort_precisions(provider),
-                provider=provider,
-                description=f"ONNX Runtime {ort.__version__} {provider}",
-            )
-        )
-    return out
-
-
-def _openvino_devices() -> list[Device]:
-    try:
-        from ..runtime.openvino import list_devices
-    except ImportError:
-        return []
-    return list_devices()
 
 
 @dataclass(frozen=True)
@@ -171,7 +124,7 @@ class DeviceProfile(Result):
 
 @functools.cache
 def shipped_profiles() -> tuple[DeviceProfile, ...]:
-    """The profiles shipped in ``devices/profiles/*.toml``, sorted by file name."""
+    """The profiles shipped in ``hardware/profiles/*.toml``, sorted by file name."""
     return tuple(DeviceProfile.from_toml(p) for p in sorted(PROFILES_DIR.glob("*.toml")))
 
 
@@ -181,7 +134,7 @@ def _profile_devices() -> list[Device]:
 
 def devices() -> list[Device]:
     """Every device usable here: ORT providers, OpenVINO devices, then simulated profiles."""
-    return _ort_devices() + _openvino_devices() + _profile_devices()
+    return real_devices() + _profile_devices()
 
 
 def devices_table(devs: list[Device] | None = None) -> str:
@@ -207,10 +160,8 @@ def resolve_device(device: Any) -> Device:
         return as_device()
     if not isinstance(device, str):
         raise InputError(f"device must be a name or Device, got {type(device).__name__}")
-    key = device.strip()
+    key = canonical_device_name(device)
     lower = key.lower()
-    if lower in ("cpu", "ort", "ort:cpu", "ort:cpuexecutionprovider"):
-        key = "cpu"
     found = devices()
     for d in found:
         if d.name == key or d.name.lower() == lower:
@@ -241,41 +192,30 @@ def convert_for_profile(
     if precision == "f32":
         return model, ()
     if precision in ("f16", "bf16"):
-        from ..precision.float16 import convert_float16
-
         dtype = "float16" if precision == "f16" else "bfloat16"
         return convert_float16(model, dtype=dtype, keep_io_types=True), ()
-    try:
-        from ..precision.int8 import quantize_int8
-    except ImportError as e:
-        raise UnsupportedError(
-            f"device profile {profile.name!r} computes in int8 but int8 quantization is not "
-            f"available ({e}); use an f32/f16 profile or install the int8 pass"
-        ) from e
     notes: tuple[str, ...] = ()
     if calibration is None:
-        from ..data import random_dataset
-
         calibration = random_dataset(model, n=4, seed=0)
         notes = ("int8 calibrated on random inputs (pass calibration data for real ranges)",)
     return quantize_int8(model, calibration), notes
 
 
 def open_profile(
-    model: onnx.ModelProto, device: Device, hint: Hint, calibration: Any = None
+    model: onnx.ModelProto,
+    device: Device,
+    hint: Hint,
+    calibration: Any = None,
+    config: RunConfig = DEFAULT_CONFIG,
 ) -> Runner:
     """Runner for a simulated device: the model in the profile's precision on the ORT CPU.
 
-    Hints follow OpenVINO's semantics (:func:`workbench.precision.hints.resolve_hint`): accuracy
+    Hints follow OpenVINO's semantics (:func:`workbench.runtime.hints.resolve_hint`): accuracy
     runs f16/bf16 profiles in f32; an explicit precision other than the profile's is not
     honoured. ``precision_ran`` is what the converted model computes in on the CPU (a node
     without a low-precision CPU kernel counts as f32), never the profile's claim. int8
     profiles calibrate on ``calibration`` (a Dataset of feeds) or, without it, random inputs.
     """
-    from ..precision.hints import Hint as _Hint
-    from ..precision.hints import resolve_hint, warn_if_not_honoured
-    from ..runtime.ort import open_ort
-
     profile = profile_of(device)
     plan = resolve_hint(hint, (profile.precision,), device.name)
     precision = profile.precision
@@ -284,7 +224,10 @@ def open_profile(
     converted, notes = convert_for_profile(model, profile, precision, calibration)
     # the ORT runner gets no precision request: the conversion above is the request
     runner = open_ort(
-        converted, device, _Hint(hint.execution_mode if precision != "int8" else "performance")
+        converted,
+        device,
+        Hint(hint.execution_mode if precision != "int8" else "performance"),
+        config,
     )
     runner.hint = hint
     runner.precision_requested = plan.precision_requested
@@ -296,7 +239,8 @@ def open_profile(
             "(no low-precision CPU kernel for some ops)"
         )
     runner.notes = tuple(extra) + tuple(runner.notes)
-    warn_if_not_honoured(
-        device.name, runner.precision_requested, runner.precision_ran, tuple(plan.notes)
-    )
+    if config.warn:
+        warn_if_not_honoured(
+            device.name, runner.precision_requested, runner.precision_ran, tuple(plan.notes)
+        )
     return runner

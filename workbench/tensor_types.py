@@ -8,7 +8,7 @@ from types import MappingProxyType
 
 import onnx
 
-from ..model import iter_graphs
+from .model import iter_graphs
 
 
 def inferred(model: onnx.ModelProto, data_prop: bool = False) -> onnx.ModelProto:

@@ -4,7 +4,7 @@
 * ``manual``: every node from ``manual`` (node name → device); Constant nodes may be left out.
 * ``combined``: manual where given, auto elsewhere.
 
-Every manual choice is checked against :func:`~workbench.devices.capability.query_model`; errors
+Every manual choice is checked against :func:`~workbench.hardware.capability.query_model`; errors
 name the node, its op and the device.
 """
 

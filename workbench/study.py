@@ -11,12 +11,11 @@ carrying the error — never a crash, never a stand-in model. With a Dask ``clie
 from __future__ import annotations
 
 import collections
-import contextlib
 import hashlib
 import pickle
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,18 @@ import onnx
 
 from .data import Dataset, as_dataset
 from .errors import InputError, OperationCancelled, WorkbenchError
-from .precision.hints import Hint, PrecisionWarning, as_hint
+from .hardware.execution import benchmark, open_runner
+from .hardware.registry import resolve_device
+from .metrics import agreement
+from .model import load_model
+from .precision.accuracy_control import quantize_with_accuracy_control
+from .precision.float16 import convert_float16
+from .precision.int8 import quantize_int8
+from .precision.mixed import auto_mixed_precision
 from .progress import check_cancelled, quiet, task
 from .results import Result, html_table
+from .runtime import RunConfig, call_validation
+from .runtime.hints import Hint, PrecisionWarning, as_hint
 
 VARIANTS = ("f32", "f16", "bf16", "mixed", "int8", "int8-ac")
 DEFAULT_HINTS = ("performance", "accuracy")
@@ -289,22 +297,14 @@ def _build_variant(
     if spec == "f32":
         return model, ()
     if spec in ("f16", "bf16"):
-        from .precision.float16 import convert_float16
-
         dtype = "float16" if spec == "f16" else "bfloat16"
         return _model_of(convert_float16(model, dtype=dtype), "convert_float16"), ()
     if spec == "mixed":
-        from .precision.mixed import auto_mixed_precision
-
         res = auto_mixed_precision(model, dataset, validation_fn=validation_fn, max_drop=max_drop)
         return _model_of(res, "auto_mixed_precision"), _describe_build(res)
     if spec == "int8":
-        from .precision.int8 import quantize_int8
-
         return _model_of(quantize_int8(model, calibration), "quantize_int8"), ()
     if spec == "int8-ac":
-        from .precision.accuracy_control import quantize_with_accuracy_control
-
         res = quantize_with_accuracy_control(
             model, calibration, dataset, validation_fn, max_drop=max_drop
         )
@@ -420,30 +420,11 @@ class Timing:
     items: int = 8
     threads: int | None = None  # intra-op threads for every backend (None: their defaults)
 
-
-@contextlib.contextmanager
-def thread_settings(threads: int | None) -> Iterator[None]:
-    """Give every ORT session and OpenVINO compiled model ``threads`` threads meanwhile."""
-    if threads is None:
-        yield
-        return
-    from .runtime import ort as ort_backend
-
-    knobs: list[tuple[Any, str]] = [(ort_backend, "INTRA_OP_THREADS")]
-    try:
-        from .runtime import openvino as ov_backend
-
-        knobs.append((ov_backend, "INFERENCE_NUM_THREADS"))
-    except ImportError:
-        pass
-    saved = [getattr(mod, attr) for mod, attr in knobs]
-    for mod, attr in knobs:
-        setattr(mod, attr, int(threads))
-    try:
-        yield
-    finally:
-        for (mod, attr), value in zip(knobs, saved, strict=True):
-            setattr(mod, attr, value)
+    @property
+    def run_config(self) -> RunConfig:
+        """Sessions of a sweep: same threads everywhere; the study reports requested vs ran
+        per record (and explore warns once at the end), so runners stay silent."""
+        return RunConfig(threads=self.threads, warn=False)
 
 
 def measure_device(
@@ -462,10 +443,7 @@ def measure_device(
     the model as stored) share one accuracy evaluation and one timing, and say so in ``notes``.
     Timings interleave the variants round by round so slow drift hits all of them alike.
     """
-    with warnings.catch_warnings(), thread_settings(timing.threads):
-        # the study reports requested vs ran per record; explore warns once at the end
-        warnings.simplefilter("ignore", PrecisionWarning)
-        return _measure_device(models, builds, device, hints, dataset, validation_fn, timing, step)
+    return _measure_device(models, builds, device, hints, dataset, validation_fn, timing, step)
 
 
 def _measure_device(
@@ -478,9 +456,6 @@ def _measure_device(
     timing: Timing,
     step: Callable[[str], None] | None,
 ) -> list[Record]:
-    from .devices.registry import resolve_device
-    from .runtime import benchmark, call_validation, open_runner
-
     dev = resolve_device(device)
     protos = {
         v: m if isinstance(m, onnx.ModelProto) else onnx.load_from_string(m)
@@ -494,7 +469,7 @@ def _measure_device(
             info: dict[str, Any] = {}
             infos[(variant, h.label)] = info
             try:
-                runner = open_runner(proto, dev, h)
+                runner = open_runner(proto, dev, h, config=timing.run_config)
                 try:
                     info.update(
                         requested=runner.precision_requested,
@@ -546,6 +521,7 @@ def _measure_device(
                             dataset=bench_ds,
                             warmup=timing.warmup,
                             min_time=per_round,
+                            config=timing.run_config,
                         )
                     times[key].extend(r.times_ms)
                 except OperationCancelled:
@@ -684,9 +660,6 @@ def explore(
     session with the same ``threads`` (None: each backend's default, also the same for all).
     ``client``: a ``dask.distributed.Client``; (variant, device) jobs then run on its workers.
     """
-    from .devices.registry import resolve_device
-    from .model import load_model
-
     t_start = time.perf_counter()
     proto = load_model(model)
     ds = as_dataset(dataset, "explore dataset")
@@ -839,9 +812,6 @@ def _unique(items: list[Any], key: Callable[[Any], str]) -> list[Any]:
 def agreement_validation(model: onnx.ModelProto, dataset: Any) -> Callable[[Any, Any], float]:
     """A ``validation_fn`` for data without labels: top-1 agreement of the first output with
     the f32 model's (computed once here, on the ORT CPU) over ``dataset.feeds()``."""
-    from .metrics import agreement
-    from .runtime import open_runner
-
     runner = open_runner(model, "cpu")
     try:
         refs = np.concatenate([next(iter(runner(f).values())) for f in as_dataset(dataset).feeds()])
@@ -873,7 +843,3 @@ __all__ = [
     "measure_device",
     "pareto_front",
 ]
-
-from ._callable import make_module_callable  # noqa: E402
-
-make_module_callable(__name__, "workbench.explore:explore")

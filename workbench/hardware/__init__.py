@@ -1,0 +1,1 @@
+"""Devices and placement: registry, capability, affinity, partition."""

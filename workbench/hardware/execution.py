@@ -1,0 +1,86 @@
+"""Run on any device, real or simulated: open a runner, time it, evaluate a metric with it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import onnx
+
+from ..data import Dataset, random_dataset
+from ..model import load_model
+from ..runtime import (
+    DEFAULT_CONFIG,
+    BenchResult,
+    RunConfig,
+    Runner,
+    call_validation,
+    open_backend,
+    time_runner,
+)
+from ..runtime.hints import Hint, as_hint
+from .registry import open_profile, resolve_device
+
+ModelLike = onnx.ModelProto | str | os.PathLike[str]
+
+
+def _proto(model: ModelLike) -> onnx.ModelProto:
+    return model if isinstance(model, onnx.ModelProto) else load_model(model)
+
+
+def open_runner(
+    model: ModelLike,
+    device: Any = "cpu",
+    hint: Hint | str | None = None,
+    calibration: Any = None,
+    config: RunConfig = DEFAULT_CONFIG,
+) -> Runner:
+    """Bind ``model`` to ``device`` (name, Device or DeviceProfile) with ``hint``.
+
+    Simulated profiles convert the model to their precision first (int8 profiles calibrate on
+    ``calibration`` when given).
+    """
+    proto = _proto(model)
+    dev = resolve_device(device)
+    if dev.backend == "profile":
+        return open_profile(proto, dev, as_hint(hint), calibration, config)
+    return open_backend(proto, dev, as_hint(hint), config)
+
+
+def benchmark(
+    model: ModelLike,
+    device: Any = "cpu",
+    hint: Hint | str | None = None,
+    dataset: Dataset | None = None,
+    warmup: int = 3,
+    runs: int | None = None,
+    min_time: float = 1.0,
+    max_runs: int = 10_000,
+    config: RunConfig = DEFAULT_CONFIG,
+) -> BenchResult:
+    """Latency of ``model`` on ``device`` with ``hint`` (see :func:`workbench.runtime.time_runner`)."""
+    proto = _proto(model)
+    data = dataset if dataset is not None else random_dataset(proto, n=1)
+    runner = open_runner(proto, device, hint, calibration=dataset, config=config)
+    try:
+        return time_runner(
+            runner, data, warmup=warmup, runs=runs, min_time=min_time, max_runs=max_runs
+        )
+    finally:
+        runner.close()
+
+
+def evaluate(
+    model: ModelLike,
+    dataset: Any,
+    validation_fn: Callable[[Any, Any], Any],
+    device: Any = "cpu",
+    hint: Hint | str | None = None,
+) -> float:
+    """``validation_fn(run, dataset)`` with ``run`` bound to the model on ``device``."""
+    runner = open_runner(model, device, hint)
+    try:
+        return call_validation(validation_fn, runner, dataset)
+    finally:
+        runner.close()

@@ -1,0 +1,121 @@
+"""Backend-neutral runtime types: a Device, a Runner bound to (model, device, hint), feed checks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..results import Result
+from .hints import Hint
+
+Feeds = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How sessions are made, passed down explicitly (never set in module globals).
+
+    ``threads``: intra-op threads of every ORT session and OpenVINO compiled model (None = the
+    backend's default), so variants are compared with the same settings. ``warn``: emit a
+    :class:`~workbench.runtime.hints.PrecisionWarning` when a hint is not honoured (sweeps
+    turn it off and report it per record instead).
+    """
+
+    threads: int | None = None
+    warn: bool = True
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise InputError(f"threads must be a positive integer or None, got {self.threads!r}")
+
+
+DEFAULT_CONFIG = RunConfig()
+
+
+@dataclass(frozen=True)
+class Device(Result):
+    """One place a model can run. Simulated devices execute on the CPU."""
+
+    name: str
+    backend: str  # "ort" | "openvino" | "profile"
+    simulated: bool = False
+    precisions: tuple[str, ...] = ("f32",)
+    provider: str | None = None  # ORT provider or OpenVINO device name
+    description: str = ""
+    profile: Any = None  # the DeviceProfile behind a simulated device (hardware layer)
+
+    @property
+    def label(self) -> str:
+        """Name as shown in tables and renders; simulated devices say so."""
+        return f"{self.name} (simulated)" if self.simulated else self.name
+
+
+class Runner:
+    """A model bound to one device with one hint. ``runner(feeds) -> {output: array}``.
+
+    Backends fill ``input_specs`` (name → numpy dtype), ``output_names`` and implement
+    :meth:`run_prepared`; :meth:`prepare` checks names and casts feeds to the model's dtypes.
+    """
+
+    device: Device
+    hint: Hint
+    precision_requested: str = "f32"
+    precision_ran: str = "f32"
+    notes: tuple[str, ...] = ()
+    input_specs: dict[str, np.dtype]
+    output_names: list[str]
+
+    def prepare(self, feeds: Mapping[str, Any]) -> Any:
+        """Backend-native inputs: names checked, arrays cast to the model's input dtypes."""
+        return prepare_feeds(feeds, self.input_specs, self.device.name)
+
+    def run_prepared(self, prepared: Any) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def __call__(self, feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        outs = self.run_prepared(self.prepare(feeds))
+        return dict(zip(self.output_names, outs, strict=True))
+
+    def close(self) -> None:
+        """Release backend resources (sessions are also freed when garbage collected)."""
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} device={self.device.name} hint={self.hint.label} "
+            f"requested={self.precision_requested} ran={self.precision_ran}>"
+        )
+
+
+def prepare_feeds(
+    feeds: Mapping[str, Any], specs: Mapping[str, np.dtype], where: str = ""
+) -> Feeds:
+    """Check feed names against the model inputs and cast values to the input dtypes."""
+    if not isinstance(feeds, Mapping):
+        raise InputError(f"feeds must be a dict of input name → array, got {type(feeds).__name__}")
+    unknown = [k for k in feeds if k not in specs]
+    if unknown:
+        raise InputError(
+            f"model has no input {unknown[0]!r}{' on ' + where if where else ''}; "
+            f"its inputs are: {', '.join(specs) or '(none)'}"
+        )
+    missing = [k for k in specs if k not in feeds]
+    if missing:
+        raise InputError(
+            f"missing feed for model input {missing[0]!r}; give all of: {', '.join(specs)}"
+        )
+    out: Feeds = {}
+    for name, dtype in specs.items():
+        value = np.asarray(feeds[name])
+        if value.dtype != dtype:
+            try:
+                value = value.astype(dtype)
+            except (TypeError, ValueError) as e:
+                raise InputError(
+                    f"input {name!r}: cannot convert {value.dtype} to {dtype}: {e}"
+                ) from e
+        out[name] = np.ascontiguousarray(value)
+    return out
