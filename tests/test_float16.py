@@ -13,9 +13,9 @@ from workbench.data import random_dataset
 from workbench.errors import InputError, OperationCancelled, UnsupportedError
 from workbench.model import ensure_node_names
 from workbench.precision.float16 import Float16Result, convert_float16, convertible_nodes
-from workbench.tensor_types import tensor_types
 from workbench.progress import CancelToken, cancellable, progress_sink
 from workbench.runtime.ort import make_session
+from workbench.tensor_types import tensor_types
 
 FP16 = onnx.TensorProto.FLOAT16
 BF16 = onnx.TensorProto.BFLOAT16

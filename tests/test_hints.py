@@ -7,13 +7,13 @@ import onnx
 import pytest
 
 import workbench as wb
+from workbench.runtime import kernels, open_runner
 from workbench.runtime.hints import (
     HintPlan,
     requested_precision,
     resolve_hint,
     summarize_precisions,
 )
-from workbench.runtime import kernels, open_runner
 from workbench.runtime.ort import executed_precisions, needs_graph_check, ort_precisions
 
 HINTS = ("performance", "accuracy", "performance/f32", "performance/f16", "performance/bf16")

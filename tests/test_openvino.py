@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import workbench as wb
-from workbench.runtime.hints import requested_precision
 from workbench.runtime import open_runner
+from workbench.runtime.hints import requested_precision
 
 ov = pytest.importorskip("openvino")
 
