@@ -10,6 +10,7 @@ import pytest
 
 import workbench as wb
 from workbench.cli import main
+from workbench.cpu import cpu_info as cpu_info_at
 from workbench.html_report import cpu_info, render_report, safe_svg
 
 CHROMIUM_ARGS = [
@@ -88,10 +89,10 @@ def test_safe_svg_drops_active_content_and_prefixes_ids():
 def test_cpu_info_reads_flags(tmp_path):
     fake = tmp_path / "cpuinfo"
     fake.write_text("model name\t: Test CPU 9000\nflags\t\t: fpu avx2 avx512_bf16 sse4_2\n")
-    info = cpu_info(fake)
-    assert info["model"] == "Test CPU 9000"
-    assert info["key_flags"] == ["sse4_2", "avx2", "avx512_bf16"]
-    assert "fpu" in info["flags"]
+    info = cpu_info_at(str(fake))
+    assert info.model == "Test CPU 9000"
+    assert info.key_flags == ("sse4_2", "avx2", "avx512_bf16")
+    assert "fpu" in info.flags and info.has_vnni is False
 
 
 def test_report_needs_something_and_rejects_unknown_types(tmp_path):

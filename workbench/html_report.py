@@ -35,6 +35,7 @@ import onnx
 from markupsafe import Markup
 
 from . import __version__
+from .cpu import cpu_info as _cpu_info
 from .errors import InputError, WorkbenchError
 from .fileio import atomic_write_bytes
 from .model import inspect, load_model
@@ -46,11 +47,6 @@ from .viz.plots import figure_data_uri, figure_svg, tradeoff_plot
 TEMPLATES = Path(__file__).parent / "templates"
 
 #: precision-relevant CPU flags shown first (the full list sits in a collapsed block)
-KEY_CPU_FLAGS = (
-    "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
-    "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "amx_fp16",
-    "asimd", "asimdhp", "fphp", "bf16", "i8mm", "sve", "sve2",
-)  # fmt: skip
 
 #: figures whose SVG is larger than this are embedded as PNG instead (keeps the file small)
 MAX_SVG_BYTES = 1_500_000
@@ -206,26 +202,9 @@ def figure_block(fig_or_svg: Any, caption: str, prefix: str) -> Block:
 # --------------------------------------------------------------------------- environment
 
 
-def cpu_info(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> dict[str, Any]:
-    """CPU model name and flags (from /proc/cpuinfo on Linux; ``platform`` elsewhere)."""
-    model, flags = platform.processor() or platform.machine(), []
-    try:
-        text = Path(cpuinfo).read_text(errors="replace")
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "hardware", "cpu model") and value.strip():
-            model = value.strip()
-        elif key in ("flags", "features") and not flags:
-            flags = sorted(value.split())
-    return {
-        "model": model,
-        "cores": os.cpu_count() or 1,
-        "flags": flags,
-        "key_flags": [f for f in KEY_CPU_FLAGS if f in flags],
-    }
+def cpu_info() -> dict[str, Any]:
+    """CPU model name, cores and flags of this machine (see :mod:`workbench.cpu`)."""
+    return _cpu_info().to_dict()
 
 
 def _version(dist: str) -> str | None:

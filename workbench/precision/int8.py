@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from ..cpu import cpu_info
 from ..data import Dataset, as_dataset, input_signature, onnx_to_numpy_dtype
 from ..errors import InputError, UnsupportedError, WorkbenchError
 from ..model import ensure_node_names, load_model
@@ -56,15 +57,10 @@ def cpu_has_vnni() -> bool:
 
     Without them ORT's x86 u8×s8 kernels sum pairs of products in int16 and can saturate, which
     ``reduce_range`` (7-bit weights) avoids — the setting ORT's documentation recommends.
+    Unknown flags (macOS/Windows/ARM, which has sdot/udot) count as yes: full-range weights.
     """
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="ignore")
-    except OSError:
-        return True  # unknown (macOS/Windows/ARM): keep full-range weights
-    flags = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    if not flags:
-        return True  # non-x86 cpuinfo layout (ARM has sdot/udot)
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+    vnni = cpu_info().has_vnni
+    return True if vnni is None else vnni
 
 
 class _FeedsReader:
