@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from ..data import InputSpec, onnx_to_numpy_dtype
+from ..data import InputSpec, input_specs, onnx_to_numpy_dtype
 from ..errors import ModelLoadError, UnsupportedError
 from ..model import iter_graphs, iter_tensors
 from ..tensor_types import node_float_types
@@ -261,7 +261,10 @@ class OrtRunner(Runner):
         else:
             self.session = make_session(model, provider, session_options(None, config))
             self.precision_ran = "f32"
-        self.input_specs = {i.name: _input_spec(i) for i in self.session.get_inputs()}
+        declared = input_specs(model)
+        self.input_specs = {
+            i.name: _input_spec(i, declared.get(i.name)) for i in self.session.get_inputs()
+        }
         self.output_names = [o.name for o in self.session.get_outputs()]
         req = self.precision_requested
         if req != "default" and req != self.precision_ran:
@@ -350,16 +353,12 @@ _ORT_TYPES = {
 }
 
 
-def _input_spec(arg: ort.NodeArg) -> InputSpec:
-    """Dtype and shape of a session input (named or unknown dims stay dynamic)."""
+def _input_spec(arg: ort.NodeArg, declared: InputSpec | None) -> InputSpec:
+    """Dtype and shape of a session input. The shape comes from the model's declaration:
+    ORT reports ``[]`` both for scalars and for inputs declared without a shape."""
     if not arg.type.startswith("tensor("):  # sequence / map inputs pass through unchecked
         return InputSpec(None, None)
-    shape = None
-    if arg.shape is not None:
-        shape = tuple(
-            d if isinstance(d, str) or (isinstance(d, int) and d > 0) else None for d in arg.shape
-        )
-    return InputSpec(_np_type(arg.type), shape)
+    return InputSpec(_np_type(arg.type), declared.shape if declared is not None else None)
 
 
 def _np_type(type_str: str) -> np.dtype:
