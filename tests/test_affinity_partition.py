@@ -196,6 +196,33 @@ def test_profile_per_subgraph(tmodels):
     assert rebuilt == part
     feeds = wb.random_dataset(m, n=1)[0]
     np.testing.assert_array_equal(rebuilt.run(feeds)["y"], part.run(feeds)["y"])
+    # simulated subgraphs get a roofline estimate incl. one transfer per boundary tensor
+    from workbench.hardware.estimate import estimate_latency, transfer_ms
+    from workbench.hardware.registry import profile_of
+
+    edge = profile_of(part.device("edge-cpu-sim"))
+    sg0 = part.subgraphs[0]
+    x = wb.random_dataset(m, n=1)[0]
+    expected = estimate_latency(sg0.model, edge, input_shapes={k: v.shape for k, v in x.items()})
+    assert first.estimated_ms == pytest.approx(expected.latency_ms)
+    for r in prof.rows:  # real devices are measured, never estimated
+        assert (r.estimated_ms is not None) == r.simulated
+    assert third.estimated_ms > estimate_latency(part.subgraphs[2].model, edge).latency_ms
+    assert prof.estimated_total_ms == pytest.approx(
+        sum(r.estimated_ms if r.simulated else r.median_ms for r in prof.rows)
+    )
+    assert transfer_ms(edge, 64) > transfer_ms(edge, 0)
+
+
+def test_partition_opens_subgraphs_with_the_hint(tmodels):
+    m = tmodels.attention_block()
+    aff = wb.affinity(m, ["gpu-sim", "cpu"], mode="combined", manual={"softmax": "cpu"})
+    feeds = wb.random_dataset(m, n=1, dims={"N": 2})[0]
+    exact = wb.partition(m, aff, hint="accuracy")
+    assert exact.hint == "accuracy"
+    np.testing.assert_array_equal(exact.run(feeds)["y"], wb.open_runner(m, "cpu")(feeds)["y"])
+    fast = wb.partition(m, aff)
+    assert not np.array_equal(fast.run(feeds)["y"], exact.run(feeds)["y"])  # f16 emulated
 
 
 def test_partition_rejects_foreign_affinity(tmodels):

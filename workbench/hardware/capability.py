@@ -195,11 +195,13 @@ def _check_profile(node: onnx.NodeProto, profile: DeviceProfile, ctx: _Context) 
     if not ok:
         return False, f"type not supported: {why} (the simulation runs on the ORT CPU)"
     reason = f"{op} runs on {profile.name} in {profile.precision} (simulated)"
-    low = _LOW_PRECISION.get(profile.precision)
-    if low is not None and any(ctx.types.get(i) in _FLOATS for i in node.input if i):
-        ok_low, _ = ctx.kernel(node, kernels.CPU, as_type=low)
-        if not ok_low:
-            reason += f"; the ORT CPU has no {profile.precision} {op} kernel, so it computes in f32"
+    if profile.precision in _LOW_PRECISION and any(
+        ctx.types.get(i) in _FLOATS for i in node.input if i
+    ):  # the emulation (registry.EmulatedRunner) rounds whatever kernel this CPU has
+        reason += (
+            f"; emulated: the ORT CPU computes in f32 and rounds the node's inputs and outputs "
+            f"through {profile.precision}"
+        )
     return True, reason
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 
 from ..data import Dataset, onnx_to_numpy_dtype
 from ..errors import InputError, UnsupportedError
@@ -39,10 +40,11 @@ from ..model import dtype_name, ensure_node_names, load_model
 from ..progress import quiet, task
 from ..results import Result, html_table
 from ..runtime import prepare_feeds
-from ..runtime.hints import Hint
+from ..runtime.hints import Hint, as_hint
 from ..tensor_types import inferred
 from .affinity import Affinity
 from .capability import query_model
+from .estimate import estimate_latency
 from .execution import open_runner
 from .registry import Device, open_profile, profile_of
 
@@ -366,6 +368,8 @@ class SubgraphProfile(Result):
     simulated_ms: float  # median_ms / the profile's speed factor (real devices: median_ms)
     boundary_bytes: int  # bytes received from other subgraphs per run
     bytes_out: int  # bytes handed to other subgraphs or returned per run
+    #: roofline estimate for simulated devices (transfers into it included); None when real
+    estimated_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -378,6 +382,8 @@ class PartitionProfile(Result):
     total_ms: float  # median end-to-end time of the chained run
     boundary_bytes: int
     notes: tuple[str, ...] = ()
+    #: measured real subgraphs + estimated simulated ones (labelled *estimated*), or None
+    estimated_total_ms: float | None = None
 
     def summary_rows(self) -> list[dict[str, Any]]:
         return [
@@ -388,6 +394,7 @@ class PartitionProfile(Result):
                 "nodes": r.nodes,
                 "median ms": r.median_ms,
                 "simulated ms": r.simulated_ms,
+                "estimated ms": r.estimated_ms,
                 "boundary bytes in": r.boundary_bytes,
                 "bytes out": r.bytes_out,
             }
@@ -438,6 +445,7 @@ class PartitionedModel(Result):
     absorbed: dict[str, str]
     ops: dict[str, str]  # node → op type (for renders)
     tensors: dict[str, str]  # boundary tensor → "dtype[shape] · bytes" (for renders)
+    hint: str = ""  # the execution hint every subgraph opens with ("" = default)
 
     _summary_exclude = ("subgraphs", "ops", "tensors", "absorbed", "devices")
 
@@ -494,9 +502,11 @@ class PartitionedModel(Result):
                 with quiet():  # conversions inside show no bars of their own
                     if dev.backend == "profile":
                         calibration = Dataset([sub]) if need_calibration else None
-                        runner = open_profile(sg.model, dev, _hint(), calibration=calibration)
+                        runner = open_profile(
+                            sg.model, dev, as_hint(self.hint or None), calibration=calibration
+                        )
                     else:
-                        runner = open_runner(sg.model, dev)
+                        runner = open_runner(sg.model, dev, self.hint or None)
                 if need_calibration:  # float reference values calibrate the next int8 part
                     reference = open_runner(sg.model, "cpu")
                     env.update(reference(sub))
@@ -529,10 +539,30 @@ class PartitionedModel(Result):
             raise InputError(f"profile needs runs >= 1, got {runs}")
         feeds = self._check_feeds(feeds)
         runners = self._open(feeds)
-        times = [[] for _ in self.subgraphs]
-        totals = []
+        times, totals, env = self._time_chain(feeds, runners, runs, warmup)
+        rows = self._profile_rows(runners, times, env)
+        notes = tuple(
+            f"{sg.name} on {sg.device}: {note}"
+            for sg, r in zip(self.subgraphs, runners, strict=True)
+            for note in r.notes
+        )
+        return PartitionProfile(
+            model=self.model,
+            runs=runs,
+            rows=tuple(rows),
+            total_ms=float(np.median(totals) * 1e3),
+            boundary_bytes=sum(r.boundary_bytes for r in rows),
+            notes=notes,
+            estimated_total_ms=_estimated_total(rows),
+        )
+
+    def _time_chain(
+        self, feeds: dict[str, np.ndarray], runners: list[Any], runs: int, warmup: int
+    ) -> tuple[list[list[float]], list[float], dict[str, Any]]:
+        """Seconds per subgraph and per chained run, and the values of the last run."""
+        times: list[list[float]] = [[] for _ in self.subgraphs]
+        totals: list[float] = []
         clock = time.perf_counter
-        outputs_used = set(self.outputs)
         env: dict[str, Any] = {}
         with task("profile subgraphs", warmup + runs) as t:
             for k in range(warmup + runs):
@@ -548,12 +578,18 @@ class PartitionedModel(Result):
                 if k >= warmup:
                     totals.append(clock() - start)
                 t.update()
-        rows = []
+        return times, totals, env
+
+    def _profile_rows(
+        self, runners: list[Any], times: list[list[float]], env: Mapping[str, Any]
+    ) -> list[SubgraphProfile]:
+        outputs_used = set(self.outputs)
         crossing = {n for sg in self.subgraphs for n in sg.boundary_inputs}
+        rows = []
         for sg, runner, ts in zip(self.subgraphs, runners, times, strict=True):
             dev = self.device(sg.device)
             ms = np.asarray(ts) * 1e3
-            speed = _speed(dev)
+            out_names = [n for n in sg.outputs if n in crossing or n in outputs_used]
             rows.append(
                 SubgraphProfile(
                     subgraph=sg.name,
@@ -563,34 +599,30 @@ class PartitionedModel(Result):
                     nodes=len(sg.nodes),
                     median_ms=float(np.median(ms)),
                     mean_ms=float(ms.mean()),
-                    simulated_ms=float(np.median(ms)) / speed,
+                    simulated_ms=float(np.median(ms)) / _speed(dev),
+                    estimated_ms=_estimate(sg, dev, env),
                     boundary_bytes=int(sum(np.asarray(env[n]).nbytes for n in sg.boundary_inputs)),
-                    bytes_out=int(
-                        sum(
-                            np.asarray(env[n]).nbytes
-                            for n in sg.outputs
-                            if n in crossing or n in outputs_used
-                        )
-                    ),
+                    bytes_out=int(sum(np.asarray(env[n]).nbytes for n in out_names)),
                 )
             )
-        notes = tuple(
-            f"{sg.name} on {sg.device}: {note}"
-            for sg, r in zip(self.subgraphs, runners, strict=True)
-            for note in r.notes
-        )
-        return PartitionProfile(
-            model=self.model,
-            runs=runs,
-            rows=tuple(rows),
-            total_ms=float(np.median(totals) * 1e3),
-            boundary_bytes=sum(r.boundary_bytes for r in rows),
-            notes=notes,
-        )
+        return rows
 
 
-def _hint():
-    return Hint()
+def _estimate(sg: Subgraph, dev: Device, env: Mapping[str, Any]) -> float | None:
+    """Roofline estimate of a simulated subgraph, with one transfer per boundary tensor."""
+    if dev.backend != "profile":
+        return None
+    shapes = {n: np.asarray(env[n]).shape for n in sg.inputs}
+    moved = [np.asarray(env[n]).nbytes for n in sg.boundary_inputs]
+    return estimate_latency(sg.model, profile_of(dev), input_shapes=shapes,
+                            boundary_bytes=moved).latency_ms  # fmt: skip
+
+
+def _estimated_total(rows: list[SubgraphProfile]) -> float | None:
+    """Measured real subgraphs plus estimated simulated ones (None without simulated ones)."""
+    if not any(r.estimated_ms is not None for r in rows):
+        return None
+    return float(sum(r.estimated_ms if r.estimated_ms is not None else r.median_ms for r in rows))
 
 
 def _speed(device: Device) -> float:
@@ -609,18 +641,8 @@ def _type_text(value: Any) -> str:
     return f"{dtype}[{dims}]"
 
 
-def partition(
-    model: onnx.ModelProto | str | os.PathLike[str], affinity: Affinity
-) -> PartitionedModel:
-    """Cut ``model`` into as few acyclic same-device subgraphs as possible (see module doc)."""
-    import onnx_ir as ir
-
-    if not isinstance(affinity, Affinity):
-        raise InputError(
-            f"partition needs an Affinity from workbench.affinity(), got {type(affinity).__name__}"
-        )
-    m = ensure_node_names(model if isinstance(model, onnx.ModelProto) else load_model(model))
-    devices = {d.name: d for d in affinity.devices}
+def _absorb_rule(m: onnx.ModelProto, devices: Mapping[str, Device]) -> Any:
+    """``can_take(device, node)``: may ``device`` receive an absorbed constant/shape node?"""
     reports: dict[str, Any] = {}
 
     def can_take(device: str, node: str) -> bool:
@@ -631,106 +653,157 @@ def partition(
             reports[device] = query_model(m, dev)
         return reports[device].is_supported(node)
 
-    groups, group_devices, absorbed, naive = group_nodes(m, affinity.assignments, can_take)
-    ir_model = ir.serde.deserialize_model(inferred(m, data_prop=True))
-    graph = ir_model.graph
-    values = ir.convenience.create_value_mapping(graph)
-    ir_nodes = {node.name: node for node in graph}
-    dag_inputs = _Dag(m)
-    index = {n: i for i, n in enumerate(dag_inputs.names)}
-    graph_outputs = set(dag_inputs.graph_outputs)
-    owner: dict[str, int] = {}
-    for k, g in enumerate(groups):
-        for name in g:
-            for o in dag_inputs.nodes[index[name]].output:
-                if o:
-                    owner[o] = k
-    subgraphs = []
+    return can_take
+
+
+class _Extractor:
+    """Cuts node groups out of one model as standalone subgraph models (onnx_ir views)."""
+
+    def __init__(self, m: onnx.ModelProto, groups: list[list[str]]):
+        self.m = m
+        self.ir_model = ir.serde.deserialize_model(inferred(m, data_prop=True))
+        self.values = ir.convenience.create_value_mapping(self.ir_model.graph)
+        self.ir_nodes = {node.name: node for node in self.ir_model.graph}
+        self.dag = _Dag(m)
+        self.index = {n: i for i, n in enumerate(self.dag.names)}
+        self.graph_outputs = set(self.dag.graph_outputs)
+        self.owner: dict[str, int] = {}  # tensor → index of the group producing it
+        for k, g in enumerate(groups):
+            for name in g:
+                for o in self.dag.nodes[self.index[name]].output:
+                    if o:
+                        self.owner[o] = k
+
+    def io(self, k: int, names: list[str]) -> tuple[list[str], list[str], list[str]]:
+        """Inputs, outputs and initializers of group ``k`` (its nodes ``names``)."""
+        dag, members = self.dag, set(names)
+        ins: list[str] = []
+        for name in names:
+            for t in dag.inputs[self.index[name]]:
+                if t not in dag.initializers and self.owner.get(t) != k and t not in ins:
+                    ins.append(t)
+        outs = [
+            o
+            for name in names
+            for o in dag.nodes[self.index[name]].output
+            if o
+            and (
+                o in self.graph_outputs
+                or any(dag.names[c] not in members for c in dag.consumers.get(o, []))
+            )
+        ]
+        inits = dict.fromkeys(
+            t for name in names for t in dag.inputs[self.index[name]] if t in dag.initializers
+        )
+        return ins, outs, list(inits)
+
+    def model(self, names: list[str], ins: list[str], outs: list[str], inits: list[str],
+              graph_name: str) -> onnx.ModelProto:  # fmt: skip
+        """The group as a model: the view onnx_ir's extract() builds, without its whole-graph
+        scan per subgraph."""
+        graph = self.ir_model.graph
+        sub = ir.GraphView(
+            [self.values[t] for t in ins],
+            [self.values[t] for t in outs],
+            nodes=[self.ir_nodes[name] for name in names],
+            initializers=[self.values[t] for t in inits],
+            opset_imports=graph.opset_imports,
+        ).clone()
+        for v in sub.inputs:
+            if v.type is None:
+                raise UnsupportedError(
+                    f"tensor {v.name!r} crosses from one device to another but its type "
+                    "is unknown (shape inference failed); add value_info for it"
+                )
+        sub.name = graph_name
+        sub_model = ir.Model(
+            sub,
+            ir_version=self.ir_model.ir_version,
+            producer_name="precision-workbench partition",
+            functions=list(self.ir_model.functions.values()),
+        )
+        return ir.serde.serialize_model(sub_model)
+
+    def boundary(
+        self, ins: list[str], tensors: dict[str, str]
+    ) -> tuple[tuple[str, ...], int | None]:
+        """Inputs produced by another group, and their bytes (None with a dynamic shape);
+        records each one's "dtype[shape] · bytes" label in ``tensors``."""
+        boundary = tuple(n for n in ins if n in self.owner)
+        sizes = [_nbytes(self.values[n]) for n in boundary]
+        for n, size in zip(boundary, sizes, strict=True):
+            tensors[n] = f"{_type_text(self.values[n])} · {format_bytes(size)}"
+        return boundary, None if None in sizes else int(sum(sizes))  # type: ignore[arg-type]
+
+
+def _extract(
+    m: onnx.ModelProto,
+    groups: list[list[str]],
+    group_devices: list[str],
+    devices: Mapping[str, Device],
+) -> tuple[list[Subgraph], dict[str, str]]:
+    """One Subgraph per group that feeds anything (dead groups are dropped)."""
+    ex = _Extractor(m, groups)
+    subgraphs: list[Subgraph] = []
     tensors: dict[str, str] = {}
     with task(f"extract {len(groups)} subgraphs", len(groups)) as t:
         for k, (names, device) in enumerate(zip(groups, group_devices, strict=True)):
-            members = set(names)
-            ins: list[str] = []
-            for name in names:
-                for tname in dag_inputs.inputs[index[name]]:
-                    if tname in dag_inputs.initializers or owner.get(tname) == k:
-                        continue
-                    if tname not in ins:
-                        ins.append(tname)
-            outs = [
-                o
-                for name in names
-                for o in dag_inputs.nodes[index[name]].output
-                if o
-                and (
-                    o in graph_outputs
-                    or any(
-                        dag_inputs.names[c] not in members for c in dag_inputs.consumers.get(o, [])
-                    )
-                )
-            ]
+            ins, outs, inits = ex.io(k, names)
             t.update()
             if not outs:  # dead code: nothing downstream needs it
                 continue
-            # the view onnx_ir's extract() builds, without its whole-graph scan per subgraph
-            inits = dict.fromkeys(
-                t
-                for name in names
-                for t in dag_inputs.inputs[index[name]]
-                if t in dag_inputs.initializers
-            )
-            sub = ir.GraphView(
-                [values[t] for t in ins],
-                [values[t] for t in outs],
-                nodes=[ir_nodes[name] for name in names],
-                initializers=[values[t] for t in inits],
-                opset_imports=graph.opset_imports,
-            ).clone()
-            for v in sub.inputs:
-                if v.type is None:
-                    raise UnsupportedError(
-                        f"tensor {v.name!r} crosses from one device to another but its type "
-                        "is unknown (shape inference failed); add value_info for it"
-                    )
-            sub.name = f"{m.graph.name or 'model'}_sg{len(subgraphs)}_{device}"
-            sub_model = ir.Model(
-                sub,
-                ir_version=ir_model.ir_version,
-                producer_name="precision-workbench partition",
-                functions=list(ir_model.functions.values()),
-            )
-            proto = ir.serde.serialize_model(sub_model)
-            boundary = tuple(n for n in ins if n in owner)
-            sizes = [_nbytes(values[n]) for n in boundary]
-            for n, size in zip(boundary, sizes, strict=True):
-                tensors[n] = f"{_type_text(values[n])} · {format_bytes(size)}"
-            dev = devices[device]
+            graph_name = f"{m.graph.name or 'model'}_sg{len(subgraphs)}_{device}"
+            proto = ex.model(names, ins, outs, inits, graph_name)
+            boundary, nbytes = ex.boundary(ins, tensors)
             subgraphs.append(
                 Subgraph(
                     name=f"sg{len(subgraphs)}",
                     device=device,
-                    simulated=dev.simulated,
+                    simulated=devices[device].simulated,
                     nodes=tuple(names),
                     inputs=tuple(ins),
                     outputs=tuple(outs),
                     boundary_inputs=boundary,
-                    boundary_bytes=None if None in sizes else int(sum(sizes)),  # type: ignore[arg-type]
+                    boundary_bytes=nbytes,
                     model=proto,
                 )
             )
-    inputs = {
-        i.name: i.type.tensor_type.elem_type
-        for i in m.graph.input
-        if i.name not in dag_inputs.initializers
-    }
+    return subgraphs, tensors
+
+
+def partition(
+    model: onnx.ModelProto | str | os.PathLike[str],
+    affinity: Affinity,
+    hint: Hint | str | None = None,
+) -> PartitionedModel:
+    """Cut ``model`` into as few acyclic same-device subgraphs as possible (see module doc).
+
+    ``hint`` is the execution hint each subgraph is opened with when the model runs.
+    """
+    if not isinstance(affinity, Affinity):
+        raise InputError(
+            f"partition needs an Affinity from workbench.affinity(), got {type(affinity).__name__}"
+        )
+    m = ensure_node_names(model if isinstance(model, onnx.ModelProto) else load_model(model))
+    devices = {d.name: d for d in affinity.devices}
+    groups, group_devices, absorbed, naive = group_nodes(
+        m, affinity.assignments, _absorb_rule(m, devices)
+    )
+    subgraphs, tensors = _extract(m, groups, group_devices, devices)
+    initializers = {i.name for i in m.graph.initializer}
     return PartitionedModel(
         model=m.graph.name or "model",
         devices=tuple(affinity.devices),
         subgraphs=tuple(subgraphs),
-        inputs=inputs,
-        outputs=tuple(dag_inputs.graph_outputs),
+        inputs={
+            i.name: i.type.tensor_type.elem_type
+            for i in m.graph.input
+            if i.name not in initializers
+        },
+        outputs=tuple(o.name for o in m.graph.output),
         naive_count=naive,
         absorbed=absorbed,
         ops={n.name: n.op_type for n in m.graph.node},
         tensors=tensors,
+        hint=as_hint(hint).label if hint is not None else "",
     )
