@@ -17,9 +17,11 @@ from ..runtime import (
     Runner,
     call_validation,
     open_backend,
+    prepare_dataset,
     time_runner,
 )
 from ..runtime.hints import Hint, as_hint
+from .estimate import estimate_for_device
 from .registry import open_profile, resolve_device
 
 ModelLike = onnx.ModelProto | str | os.PathLike[str]
@@ -59,16 +61,43 @@ def benchmark(
     max_runs: int = 10_000,
     config: RunConfig = DEFAULT_CONFIG,
 ) -> BenchResult:
-    """Latency of ``model`` on ``device`` with ``hint`` (see :func:`workbench.runtime.time_runner`)."""
+    """Latency of ``model`` on ``device`` with ``hint`` (see :func:`workbench.runtime.time_runner`);
+    simulated devices give their roofline estimate (``estimated=True``) instead."""
     proto = _proto(model)
     data = dataset if dataset is not None else random_dataset(proto, n=1)
     runner = open_runner(proto, device, hint, calibration=dataset, config=config)
     try:
+        if runner.device.simulated:
+            return _estimated(proto, runner, data)
         return time_runner(
             runner, data, warmup=warmup, runs=runs, min_time=min_time, max_runs=max_runs
         )
     finally:
         runner.close()
+
+
+def _estimated(model: onnx.ModelProto, runner: Runner, data: Any) -> BenchResult:
+    """A simulated device is not timed (this CPU's speed says nothing about it): its
+    roofline estimate, labelled ``estimated``."""
+    est = estimate_for_device(model, runner.device, runner.hint, data)
+    _, batch = prepare_dataset(runner, data)
+    ms = est.latency_ms
+    return BenchResult(
+        device=runner.device.name,
+        hint=runner.hint.label,
+        precision_requested=runner.precision_requested,
+        precision_ran=runner.precision_ran,
+        median_ms=ms,
+        p10_ms=ms,
+        p90_ms=ms,
+        mean_ms=ms,
+        runs=0,
+        batch=batch,
+        throughput=batch * 1e3 / ms if ms > 0 else float("inf"),
+        notes=tuple(runner.notes) + tuple(est.notes),
+        simulated=True,
+        estimated=True,
+    )
 
 
 def evaluate(

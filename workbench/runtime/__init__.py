@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import onnx
@@ -23,8 +23,10 @@ import onnxruntime
 
 from ..data import Dataset, as_dataset
 from ..errors import InputError, WorkbenchError
+from ..metrics import ItemScores
 from ..model import load_model
 from ..results import Result
+from ..statistics import median_ci
 from . import kernels
 from .base import DEFAULT_CONFIG, Device, Feeds, RunConfig, Runner, prepare_feeds
 from .hints import Hint, as_hint
@@ -38,6 +40,10 @@ __all__ = [
     "RunConfig",
     "Runner",
     "call_validation",
+    "prepare_dataset",
+    "throughput_windows",
+    "timed_runs",
+    "warm_up",
     "canonical_device_name",
     "open_backend",
     "open_runner",
@@ -157,10 +163,12 @@ class BenchResult(Result):
     mean_ms: float
     runs: int
     batch: int
-    throughput: float  # items per second at the median latency
+    throughput: float  # items per second (async queue in THROUGHPUT mode, else batch / median)
     notes: tuple[str, ...] = ()
     simulated: bool = False
     times_ms: tuple[float, ...] = field(default=(), repr=False)
+    ci_ms: tuple[float, float] | None = None  # 95% interval of the median
+    estimated: bool = False  # a roofline estimate for a simulated device, never timed
 
     _summary_exclude = ("times_ms",)
 
@@ -168,6 +176,73 @@ class BenchResult(Result):
 def _batch_size(feeds: Feeds) -> int:
     first = next(iter(feeds.values()), None)
     return int(first.shape[0]) if first is not None and first.ndim else 1
+
+
+#: warm-up rule: windows of this many untimed runs ...
+SETTLE_WINDOW = 5
+#: ... until a window's median is within this fraction of the previous window's median
+SETTLE_TOLERANCE = 0.05
+#: ... or this many seconds / runs have gone by (slow models, noisy hosts)
+SETTLE_MAX_SECONDS = 2.0
+SETTLE_MAX_RUNS = 200
+
+
+def warm_up(runner: Runner, prepared: list[Any], min_runs: int = 3) -> int:
+    """Untimed runs until the run time settles; returns how many ran.
+
+    At least ``min_runs``; then windows of :data:`SETTLE_WINDOW` runs until a window's median
+    is within :data:`SETTLE_TOLERANCE` of the previous one (first-run allocations, JIT and
+    cache effects gone), capped at :data:`SETTLE_MAX_SECONDS` / :data:`SETTLE_MAX_RUNS`.
+    """
+    run, clock = runner.run_prepared, time.perf_counter
+    start = clock()
+    for i in range(max(min_runs, 0)):
+        run(prepared[i % len(prepared)])
+    done, previous = max(min_runs, 0), None
+    while done < SETTLE_MAX_RUNS and clock() - start < SETTLE_MAX_SECONDS:
+        window = timed_runs(runner, prepared, runs=SETTLE_WINDOW, start=done)
+        done += SETTLE_WINDOW
+        median = float(np.median(window))
+        if previous is not None and abs(median - previous) <= SETTLE_TOLERANCE * previous:
+            break
+        previous = median
+    return done
+
+
+def timed_runs(
+    runner: Runner,
+    prepared: list[Any],
+    runs: int | None = None,
+    min_time: float = 0.0,
+    max_runs: int = 10_000,
+    start: int = 0,
+) -> list[float]:
+    """Seconds of each backend run call: ``runs`` runs, or as many as fit ``min_time`` (≥ 5).
+
+    Feeds are prepared beforehand and cycled from index ``start``, so nothing but the
+    backend's run call is inside the clock.
+    """
+    run, clock = runner.run_prepared, time.perf_counter
+    times: list[float] = []
+    deadline = clock() + min_time
+    target = runs if runs is not None else max_runs
+    i = 0
+    while i < target and (runs is not None or clock() < deadline or i < 5):
+        item = prepared[(start + i) % len(prepared)]
+        t0 = clock()
+        run(item)
+        times.append(clock() - t0)
+        i += 1
+    return times
+
+
+def prepare_dataset(runner: Runner, dataset: Dataset) -> tuple[list[Any], int]:
+    """Backend-native feeds of ``dataset`` for ``runner`` and their batch size."""
+    ds = as_dataset(dataset, "benchmark dataset")
+    feeds = list(ds.feeds())
+    if not feeds:
+        raise InputError("benchmark dataset is empty; give at least one item")
+    return [runner.prepare(f) for f in feeds], _batch_size(feeds[0])
 
 
 def time_runner(
@@ -178,30 +253,24 @@ def time_runner(
     min_time: float = 1.0,
     max_runs: int = 10_000,
 ) -> BenchResult:
-    """Time ``runner``: ``warmup`` untimed runs, then ``runs`` timed runs (or until ``min_time`` s).
+    """Time ``runner``: warm up (≥ ``warmup`` runs, until settled, see :func:`warm_up`), then
+    ``runs`` timed runs (or until ``min_time`` s); THROUGHPUT-mode runners (OpenVINO) also
+    measure items per second through their async queue.
 
     Feeds come from ``dataset.feeds()`` (cycled); they are prepared once so the loop times
     nothing but the backend's run call.
     """
-    ds = as_dataset(dataset, "benchmark dataset")
-    prepared = [runner.prepare(f) for f in ds.feeds()]
-    batch = _batch_size(next(iter(ds.feeds())))
-    run = runner.run_prepared
-    for i in range(max(warmup, 0)):
-        run(prepared[i % len(prepared)])
-    times: list[float] = []
-    clock = time.perf_counter
-    deadline = clock() + min_time
-    target = runs if runs is not None else max_runs
-    i = 0
-    while i < target and (runs is not None or clock() < deadline or i < 5):
-        item = prepared[i % len(prepared)]
-        t0 = clock()
-        run(item)
-        times.append(clock() - t0)
-        i += 1
-    ms = np.asarray(times) * 1e3
+    prepared, batch = prepare_dataset(runner, dataset)
+    done = warm_up(runner, prepared, warmup)
+    ms = np.asarray(timed_runs(runner, prepared, runs, min_time, max_runs, start=done)) * 1e3
     median = float(np.median(ms))
+    # THROUGHPUT-mode runners: items/s from the backend's async queue, not from one request
+    rates = throughput_windows(runner, prepared, max(min_time / 2, 0.05))
+    throughput = (
+        batch * float(np.median(rates))
+        if rates
+        else (batch / (median / 1e3) if median > 0 else math.inf)
+    )
     return BenchResult(
         device=runner.device.name,
         hint=runner.hint.label,
@@ -213,15 +282,52 @@ def time_runner(
         mean_ms=float(ms.mean()),
         runs=len(ms),
         batch=batch,
-        throughput=batch / (median / 1e3) if median > 0 else math.inf,
+        throughput=throughput,
         notes=tuple(runner.notes),
         simulated=bool(runner.device.simulated),
         times_ms=tuple(float(t) for t in ms),
+        ci_ms=median_ci(ms, confidence=0.95, seed=0),
     )
 
 
-def call_validation(validation_fn: Callable[[Any, Any], Any], run: Callable, dataset: Any) -> float:
-    """Call ``validation_fn(run, dataset)`` and insist on a finite real number back."""
+def throughput_windows(runner: Runner, prepared: list[Any], seconds: float) -> list[float] | None:
+    """Requests per second from the backend's own async queue (OpenVINO THROUGHPUT runners),
+    one figure per window; None when the runner times one request at a time."""
+    measure = getattr(runner, "measure_throughput", None)
+    if measure is None or getattr(runner, "performance_mode", "latency") != "throughput":
+        return None
+    return list(measure(prepared, seconds))
+
+
+@overload
+def call_validation(
+    validation_fn: Callable[[Any, Any], Any],
+    run: Callable,
+    dataset: Any,
+    *,
+    with_scores: Literal[False] = False,
+) -> float: ...
+@overload
+def call_validation(
+    validation_fn: Callable[[Any, Any], Any],
+    run: Callable,
+    dataset: Any,
+    *,
+    with_scores: Literal[True],
+) -> tuple[float, tuple[float, ...]]: ...
+def call_validation(
+    validation_fn: Callable[[Any, Any], Any],
+    run: Callable,
+    dataset: Any,
+    *,
+    with_scores: bool = False,
+) -> float | tuple[float, tuple[float, ...]]:
+    """Call ``validation_fn(run, dataset)``: it returns a number, or a 1-D array of per-item
+    scores whose mean is the metric (``wb.metrics`` values carry theirs in ``.items``).
+
+    Returns the metric; with ``with_scores=True`` also the per-item scores (empty when the
+    function returned a single number).
+    """
     if not callable(validation_fn):
         raise InputError(f"validation_fn must be callable, got {type(validation_fn).__name__}")
     name = getattr(validation_fn, "__name__", "validation_fn")
@@ -231,13 +337,37 @@ def call_validation(validation_fn: Callable[[Any, Any], Any], run: Callable, dat
         raise
     except Exception as e:
         raise InputError(f"{name}(run, dataset) raised {type(e).__name__}: {e}") from e
-    if isinstance(value, np.ndarray) and value.size == 1:
+    metric, scores = _metric_and_scores(value, name)
+    return (metric, scores) if with_scores else metric
+
+
+def _metric_and_scores(value: Any, name: str) -> tuple[float, tuple[float, ...]]:
+    """(mean, per-item scores) of what a validation function returned; InputError if unusable."""
+    items = getattr(value, "items", None) if isinstance(value, ItemScores) else None
+    if items is None and isinstance(value, (np.ndarray, list, tuple)):
+        items = value
+    if items is not None:
+        try:
+            arr = np.asarray(items, dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{name}(run, dataset) returned non-numeric scores: {e}") from e
+        if arr.ndim > 1 or arr.size == 0:
+            raise InputError(
+                f"{name}(run, dataset) returned an array of shape {arr.shape}; return a number "
+                "or a 1-D array with one score per item (its mean is the metric)"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{name}(run, dataset) returned non-finite per-item scores")
+        if arr.ndim == 0:
+            return float(arr), ()
+        return float(arr.mean()), tuple(float(x) for x in arr)
+    if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InputError(
             f"{name}(run, dataset) returned {type(value).__name__} {value!r}; it must return a "
-            "number (higher is better)"
+            "number or a 1-D array of per-item scores (higher is better)"
         )
     if not math.isfinite(float(value)):
         raise InputError(f"{name}(run, dataset) returned {value!r}; it must be a finite number")
-    return float(value)
+    return float(value), ()

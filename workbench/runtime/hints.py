@@ -1,4 +1,4 @@
-"""Execution hints: execution mode and inference precision, with OpenVINO's semantics.
+"""Execution hints: execution mode, inference precision and performance mode (OpenVINO semantics).
 
 ACCURACY never lowers precision; PERFORMANCE lets a device use its fastest supported
 precision; an explicit ``inference_precision`` is honoured only where the device supports it.
@@ -13,6 +13,8 @@ from ..errors import InputError
 from ..results import Result
 
 EXECUTION_MODES = ("performance", "accuracy")
+#: OpenVINO's PERFORMANCE_HINT: one request at a time, or many streams for items per second
+PERFORMANCE_MODES = ("latency", "throughput")
 PRECISIONS = ("f32", "f16", "bf16")
 _ALIASES = {
     "fp32": "f32",
@@ -40,10 +42,15 @@ def normalize_precision(value: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class Hint(Result):
-    """What the user asks of a device: ``Hint("performance", "f16")``."""
+    """What the user asks of a device: ``Hint("performance", "f16", "throughput")``.
+
+    ``performance_mode`` (None = latency, the default) selects OpenVINO's LATENCY or THROUGHPUT
+    performance hint; backends without one (ONNX Runtime) run the same settings either way.
+    """
 
     execution_mode: str = "performance"
     inference_precision: str | None = None
+    performance_mode: str | None = None
 
     def __post_init__(self) -> None:
         mode = str(self.execution_mode).strip().lower()
@@ -55,12 +62,20 @@ class Hint(Result):
         object.__setattr__(
             self, "inference_precision", normalize_precision(self.inference_precision)
         )
+        if self.performance_mode is not None:
+            perf = str(self.performance_mode).strip().lower()
+            if perf not in PERFORMANCE_MODES:
+                raise InputError(
+                    f"unknown performance mode {self.performance_mode!r}; "
+                    "use 'latency', 'throughput' or None"
+                )
+            object.__setattr__(self, "performance_mode", perf)
 
     @property
     def label(self) -> str:
-        """Short label for tables and plot legends, e.g. ``performance/f16``."""
-        return self.execution_mode + (
-            f"/{self.inference_precision}" if self.inference_precision else ""
+        """Short label for tables and plot legends, e.g. ``performance/f16/throughput``."""
+        return "/".join(
+            p for p in (self.execution_mode, self.inference_precision, self.performance_mode) if p
         )
 
     def __str__(self) -> str:
@@ -68,19 +83,34 @@ class Hint(Result):
 
     @classmethod
     def parse(cls, text: str | Hint | None) -> Hint:
-        """``"performance"``, ``"accuracy"``, ``"performance/f16"``, ``"f16"`` → Hint."""
+        """``"performance"``, ``"accuracy"``, ``"performance/f16"``, ``"f16"``, ``"throughput"``,
+        ``"performance/bf16/throughput"`` → Hint (parts in any order, each at most once)."""
         if text is None:
             return cls()
         if isinstance(text, Hint):
             return text
-        parts = [p for p in str(text).replace(":", "/").split("/") if p]
-        if len(parts) == 1 and parts[0].lower() not in EXECUTION_MODES:
-            return cls("performance", parts[0])
-        if not parts or len(parts) > 2:
+        parts = [p.strip() for p in str(text).replace(":", "/").split("/") if p.strip()]
+        found: dict[str, str] = {}
+        for p in parts:
+            low = p.lower()
+            slot = (
+                "execution_mode"
+                if low in EXECUTION_MODES
+                else "performance_mode"
+                if low in PERFORMANCE_MODES
+                else "inference_precision"
+            )
+            if slot in found:
+                raise InputError(
+                    f"cannot parse hint {text!r}: two values for {slot.replace('_', ' ')}; "
+                    "write e.g. 'performance/f16/throughput'"
+                )
+            found[slot] = p
+        if not found:
             raise InputError(
                 f"cannot parse hint {text!r}; write e.g. 'performance/f16' or 'accuracy'"
             )
-        return cls(parts[0], parts[1] if len(parts) == 2 else None)
+        return cls(**found)
 
 
 def as_hint(hint: Hint | str | None) -> Hint:

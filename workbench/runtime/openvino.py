@@ -5,18 +5,26 @@ The hint becomes ``EXECUTION_MODE_HINT`` / ``INFERENCE_PRECISION_HINT`` (resolve
 read back (``compiled_model.get_property``) and the runtime graph's per-layer
 ``runtimePrecision`` says what the compute layers actually run in: an f16 request on a CPU
 without f16 arithmetic is reported as the bf16 or f32 the plugin picked, never as f16.
+
+The hint's performance mode becomes ``PERFORMANCE_HINT`` (LATENCY: one stream, one request at
+a time; THROUGHPUT: the plugin's streams, fed by an async infer-request queue when measuring
+items per second). Runners compare by the *effective* compiled properties, so hints the plugin
+resolves to the same settings are measured once.
 """
 
 from __future__ import annotations
 
 import collections
 import functools
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import onnx
 import openvino as ov
 
+from ..data import InputSpec
 from ..errors import UnsupportedError
 from .base import DEFAULT_CONFIG, Device, RunConfig, Runner
 from .hints import (
@@ -129,8 +137,8 @@ def compile_config(
     plan = resolve_hint(hint, device_capabilities(dev), device.name)
     config: dict[str, Any] = {
         "EXECUTION_MODE_HINT": "ACCURACY" if hint.execution_mode == "accuracy" else "PERFORMANCE",
-        # we time one request at a time, like the ORT sessions
-        "PERFORMANCE_HINT": "LATENCY",
+        # latency (default): one request at a time, like the ORT sessions
+        "PERFORMANCE_HINT": "THROUGHPUT" if hint.performance_mode == "throughput" else "LATENCY",
     }
     if plan.inference_precision and hint.execution_mode == "performance":
         config["INFERENCE_PRECISION_HINT"] = plan.inference_precision
@@ -140,6 +148,27 @@ def compile_config(
     if run_config.threads and "INFERENCE_NUM_THREADS" in supported:
         config["INFERENCE_NUM_THREADS"] = run_config.threads
     return config, plan.notes, plan.precision_requested
+
+
+#: compiled-model properties that do not change how the model computes or how fast
+_NOT_SETTINGS = {"SUPPORTED_PROPERTIES", "NETWORK_NAME", "RUNTIME_REQUIREMENTS", "LOG_LEVEL"}
+
+
+def effective_settings(compiled: ov.CompiledModel) -> tuple[tuple[str, str], ...]:
+    """The compiled model's own properties (precision, mode, streams, threads ...), sorted.
+
+    Two hints giving equal settings compute the same thing at the same speed (e.g. the default
+    performance hint and an explicit request of the precision the plugin picks anyway).
+    """
+    out = []
+    for key in compiled.get_property("SUPPORTED_PROPERTIES"):
+        if key in _NOT_SETTINGS:
+            continue
+        try:
+            out.append((str(key), str(compiled.get_property(key))))
+        except RuntimeError:  # listed but not readable on this plugin version
+            continue
+    return tuple(sorted(out))
 
 
 def runtime_precisions(compiled: ov.CompiledModel) -> dict[str, collections.Counter[str]]:
@@ -171,8 +200,6 @@ class OpenVinoRunner(Runner):
         dev = device.provider or "CPU"
         config, plan_notes, requested = compile_config(hint, device, run_config)
         self.precision_requested = requested
-        #: what makes two runners time the same thing
-        self.config = ("openvino", dev, tuple(sorted((k, str(v)) for k, v in config.items())))
         try:
             ov_model = core().read_model(model.SerializeToString(), b"")
             self.compiled = core().compile_model(ov_model, dev, config)
@@ -180,16 +207,24 @@ class OpenVinoRunner(Runner):
             raise UnsupportedError(
                 f"OpenVINO {dev} cannot compile model {model.graph.name!r}: {str(e).strip()[:600]}"
             ) from e
+        #: what makes two runners time the same thing: the settings the plugin really uses
+        self.config = ("openvino", dev, effective_settings(self.compiled))
         self.request = self.compiled.create_infer_request()
-        self.input_specs = {
-            p.get_any_name(): np.dtype(p.get_element_type().to_dtype())
-            for p in self.compiled.inputs
-        }
+        self.performance_mode = str(config["PERFORMANCE_HINT"]).lower()
+        self.parallel_requests = max(
+            _int_property(self.compiled, "OPTIMAL_NUMBER_OF_INFER_REQUESTS"), 1
+        )
+        streams = _int_property(self.compiled, "NUM_STREAMS")
+        self.input_specs = {p.get_any_name(): _input_spec(p) for p in self.compiled.inputs}
         self.output_names = [p.get_any_name() for p in self.compiled.outputs]
         self.chosen = _precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         ran = runtime_precisions(self.compiled)
         self.precision_ran = summarize_precisions({p: sum(c.values()) for p, c in ran.items()})
         self.notes = tuple(plan_notes) + tuple(_notes(requested, self.chosen, self.precision_ran))
+        if self.performance_mode == "throughput":
+            self.notes += (
+                f"THROUGHPUT hint: {streams} streams, {self.parallel_requests} requests in flight",
+            )
         if run_config.warn:
             warn_if_not_honoured(device.name, requested, self.precision_ran, self.notes)
 
@@ -198,9 +233,45 @@ class OpenVinoRunner(Runner):
         res = self.request.infer(prepared, share_inputs=True)
         return [np.array(res[p], copy=True) for p in self.compiled.outputs]
 
+    def measure_throughput(
+        self, prepared: Sequence[dict[str, np.ndarray]], seconds: float, windows: int = 5
+    ) -> list[float]:
+        """Requests per second through an async infer-request queue of the plugin's optimal
+        size, one figure per time window (``windows`` windows over ``seconds``)."""
+        queue = ov.AsyncInferQueue(self.compiled, self.parallel_requests)
+        rates = []
+        i = 0
+        for _ in range(max(windows, 1)):
+            done_before = i
+            t0 = time.perf_counter()
+            deadline = t0 + seconds / max(windows, 1)
+            while time.perf_counter() < deadline:
+                queue.start_async(prepared[i % len(prepared)], share_inputs=True)
+                i += 1
+            queue.wait_all()
+            elapsed = time.perf_counter() - t0
+            rates.append((i - done_before) / elapsed)
+        return rates
+
     def close(self) -> None:
         self.request = None
         self.compiled = None
+
+
+def _input_spec(port: Any) -> InputSpec:
+    """Dtype and shape of a compiled input (dynamic dimensions become None)."""
+    dtype = np.dtype(port.get_element_type().to_dtype())
+    shape = port.get_partial_shape()
+    if shape.rank.is_dynamic:
+        return InputSpec(dtype, None)
+    return InputSpec(dtype, tuple(d.get_length() if d.is_static else None for d in shape))
+
+
+def _int_property(compiled: ov.CompiledModel, key: str) -> int:
+    try:
+        return int(compiled.get_property(key))
+    except (RuntimeError, TypeError, ValueError):
+        return 1
 
 
 def _notes(requested: str, chosen: str | None, ran: str) -> list[str]:
