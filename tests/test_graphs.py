@@ -11,8 +11,10 @@ import pytest
 
 import workbench as wb
 from workbench.cli import main
+from workbench.formatting import format_bytes
 from workbench.hardware.partition import PartitionProfile
 from workbench.hardware.registry import DeviceProfile
+from workbench.viz.colors import DEVICE_PALETTE, WARNING, device_colors
 from workbench.viz.graphs import (
     COLLAPSE_NODES,
     DotSource,
@@ -76,9 +78,11 @@ def test_device_styles_unique_beyond_palette(tmodels):
     names = [f"dev{i}" for i in range(30)]
     styles = device_styles(names, simulated=["dev3"])
     assert len(set(styles.values())) == 30
-    assert all('style="filled' in styles[f"dev{i}"] for i in range(12))
-    assert all("striped" in styles[f"dev{i}"] for i in range(12, 30))
+    filled = [n for n in names if 'style="filled' in styles[n]]
+    assert len(filled) == len(DEVICE_PALETTE)  # every colour used once, then stripes
+    assert sum("striped" in styles[n] for n in names) == 30 - len(DEVICE_PALETTE)
     assert "dashed" in styles["dev3"] and "dashed" not in styles["dev4"]
+    assert all(WARNING not in a for a in styles.values())  # red is kept for warnings
     # 14 devices (OpenVINO's palette of 14 repeats): every device distinguishable in a render
     m = tmodels.chain(n_nodes=14)
     profiles = [DeviceProfile(f"p{i}", precision="f32") for i in range(13)]
@@ -200,3 +204,32 @@ def test_cli_partition_manual_placement(tmp_path, tmodels, capsys):
     assert "3 subgraphs on edge-cpu-sim, cpu" in capsys.readouterr().out
     assert main([*args, "--manual", "c_add"]) == 2
     assert "--manual 'c_add': write NODE=DEVICE" in capsys.readouterr().err
+
+
+def test_device_colour_is_fixed_whatever_the_order_or_company():
+    a = device_colors(["npu-sim", "cpu", "gpu-sim"])
+    b = device_colors(["cpu", "gpu-sim", "npu-sim", "openvino:CPU"])
+    assert all(a[n] == b[n] for n in a)
+    assert len(set(b.values())) == 4
+    styles = device_styles(["gpu-sim", "cpu"])
+    assert f'fillcolor="{b["cpu"]}"' in styles["cpu"]
+
+
+def test_legend_plurals_simulated_note_and_measured_bytes(tmodels):
+    m = tmodels.hostile_dot_names()
+    names = [n.name for n in m.graph.node]
+    aff = wb.affinity(m, ["npu-sim", "cpu"], mode="combined", manual={names[2]: "cpu"})
+    part = wb.partition(m, aff)
+    feeds = next(wb.random_dataset(m, n=1, dims={"N": 3}).feeds())
+    prof = part.profile(feeds, runs=2)
+    dot = wb.subgraphs_dot(part, profile=prof)
+    texts, _ = _texts(render(dot))
+    joined = " ".join(texts)
+    assert "1 nodes" not in joined and re.search(r"\b1 node\b", joined)
+    assert "dashed border: simulated device" in joined
+    assert "? bytes" not in joined  # dynamic sizes: measured, or said to be set at run time
+    measured = {r.subgraph: r.boundary_bytes for r in prof.rows}
+    for sg in part.subgraphs:
+        if sg.boundary_inputs and sg.boundary_bytes is None and len(sg.boundary_inputs) == 1:
+            size = format_bytes(measured[sg.name])
+            assert any(t.endswith(f"{size} (measured)") for t in texts), size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,58 @@ CHROMIUM_ARGS = [
 
 # --------------------------------------------------------------------------- browser harness
 
+#: text-bearing elements whose content is wider than their box (clipped or spilling), and any
+#: visible element reaching past the right edge of the window
+OVERFLOW_JS = """
+(scope) => {
+  const root = document.querySelector(scope) || document.body;
+  const width = document.documentElement.clientWidth;
+  const bad = [];
+  const sel = "td, th, p, li, dd, dt, h1, h2, h3, figcaption, summary, caption, label, " +
+              "span, a, button, .table-wrap, figure, svg, .widget-html-content";
+  for (const el of root.querySelectorAll(sel)) {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0) continue;
+    const text = (el.textContent || "").trim().slice(0, 50);
+    const boxed = el.clientWidth > 0 && el.tagName.toLowerCase() !== "svg";
+    if (boxed && el.scrollWidth > el.clientWidth + 1)
+      bad.push(`${el.tagName}.${el.className} scroll ${el.scrollWidth} > ${el.clientWidth}: ${text}`);
+    if (box.right > width + 1)
+      bad.push(`${el.tagName}.${el.className} right edge ${Math.round(box.right)} > ${width}: ${text}`);
+  }
+  if (document.documentElement.scrollWidth > width)
+    bad.push(`page scrolls sideways: ${document.documentElement.scrollWidth} > ${width}`);
+  return bad;
+}
+"""
+
+
+#: GraphViz nodes whose text reaches outside their shape (legend boxes, nodes, notes)
+TEXT_OUTSIDE_JS = """
+(scope) => {
+  const bad = [];
+  for (const g of document.querySelectorAll(scope + " svg g.node")) {
+    const shape = g.querySelector("polygon, path, ellipse");
+    const texts = Array.from(g.querySelectorAll("text"));
+    if (!shape || !texts.length) continue;
+    const s = shape.getBBox();
+    for (const t of texts) {
+      const b = t.getBBox();
+      if (b.x < s.x - 1 || b.x + b.width > s.x + s.width + 1)
+        bad.push(`${t.textContent}: text ${b.x.toFixed(1)}+${b.width.toFixed(1)} ` +
+                 `outside ${s.x.toFixed(1)}+${s.width.toFixed(1)}`);
+    }
+  }
+  return bad;
+}
+"""
+
+
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory) -> Path:
+    """Screenshots at 1280×800, kept as test artifacts in pytest's temporary folder."""
+    return tmp_path_factory.mktemp("screenshots")
+
 
 @pytest.fixture(scope="module")
 def browser():
@@ -43,7 +96,7 @@ class Visit:
     ``home`` is the prefix of the URLs the page may load (default: the report file itself).
     """
 
-    def __init__(self, browser, target: Path | str, home: str | None = None, size=(1200, 900)):
+    def __init__(self, browser, target: Path | str, home: str | None = None, size=(1280, 800)):
         self.errors: list[str] = []
         self.dialogs: list[str] = []
         self.requests: list[str] = []
@@ -55,6 +108,11 @@ class Visit:
         self.url = target.resolve().as_uri() if isinstance(target, Path) else target
         self.home = home or self.url
         self.page.goto(self.url, wait_until="load")
+
+    def overflowing(self, scope: str = "body") -> list[str]:
+        """Elements under ``scope`` whose text overflows their box, or that stick out of the
+        page width (measured in the DOM: scroll sizes and bounding boxes)."""
+        return self.page.evaluate(OVERFLOW_JS, scope)
 
     def check_clean(self) -> None:
         assert self.errors == [], self.errors
@@ -125,7 +183,7 @@ def test_report_shows_only_what_it_gets(demo_cnn):
 
 
 @pytest.mark.browser
-def test_hostile_names_render_as_text_in_chromium(browser, tmodels, tmp_path, artifacts):
+def test_hostile_names_render_as_text_in_chromium(browser, tmodels, tmp_path, shots):
     model = tmodels.hostile_names()
     aff = wb.affinity(model, ["npu-sim", "cpu"])
     part = wb.partition(model, aff)
@@ -151,12 +209,12 @@ def test_hostile_names_render_as_text_in_chromium(browser, tmodels, tmp_path, ar
     assert "</script>" in svg_text
     assert v.page.locator("img").count() == 0 and v.page.locator("b").count() == 0
     assert v.page.locator("script").count() == 1  # only the report's own sorter
-    v.page.screenshot(path=str(artifacts / "report_hostile.png"), full_page=True)
+    v.page.screenshot(path=str(shots / "report_hostile.png"), full_page=True)
     v.check_clean()
 
 
 @pytest.mark.browser
-def test_every_section_in_chromium(browser, study, demo_cnn, tmp_path, artifacts):
+def test_every_section_in_chromium(browser, study, demo_cnn, tmp_path, shots):
     data = wb.demo.demo_dataset("test", n=60)
     mixed = wb.auto_mixed_precision(demo_cnn, data, validation_fn=wb.demo.accuracy, max_drop=0.02)
     ac = wb.quantize_with_accuracy_control(demo_cnn, data, data, wb.demo.accuracy, max_drop=0.02)
@@ -177,10 +235,15 @@ def test_every_section_in_chromium(browser, study, demo_cnn, tmp_path, artifacts
     )
     ids = re.findall(r'<section id="([^"]+)"', path.read_text())
     assert ids == [
-        "model", "tradeoff", "study", "pareto", "float16", "mixed", "accuracy-control",
-        "capability", "affinity", "subgraphs", "profile", "environment",
+        "recommendation", "model", "tradeoff", "study", "hints", "pareto", "float16", "mixed",
+        "accuracy-control", "capability", "affinity", "subgraphs", "profile", "environment",
     ]  # fmt: skip
     v = Visit(browser, path)
+    assert v.overflowing() == []
+    # GraphViz text (legend boxes included) stays inside its shapes as the browser draws it
+    for section in ("#affinity", "#subgraphs"):
+        assert v.page.evaluate(TEXT_OUTSIDE_JS, section) == [], section
+    assert "dashed border: simulated device" in v.page.inner_text("#affinity")
     assert v.page.locator("nav a").count() == len(ids)
     for section in ("affinity", "subgraphs", "profile"):
         assert v.page.locator(f"#{section} figure svg").count() == 1, section
@@ -191,12 +254,12 @@ def test_every_section_in_chromium(browser, study, demo_cnn, tmp_path, artifacts
     # svg ids were prefixed per figure: no duplicates across the page
     ids_in_page = v.page.evaluate("Array.from(document.querySelectorAll('[id]')).map(e => e.id)")
     assert len(ids_in_page) == len(set(ids_in_page))
-    v.page.screenshot(path=str(artifacts / "report_all_sections.png"), full_page=True)
+    v.page.screenshot(path=str(shots / "report_all_sections.png"), full_page=True)
     v.check_clean()
 
 
 @pytest.mark.browser
-def test_report_tables_sort_and_print(browser, demo_cnn, tmp_path, artifacts):
+def test_report_tables_sort_and_print(browser, demo_cnn, tmp_path, shots):
     benches = [wb.benchmark(demo_cnn, runs=n, hint=h) for n, h in ((5, "accuracy"), (8, None))]
     path = wb.report(benches, tmp_path / "bench.html", model=demo_cnn)
     v = Visit(browser, path)
@@ -209,7 +272,7 @@ def test_report_tables_sort_and_print(browser, demo_cnn, tmp_path, artifacts):
     assert header.get_attribute("aria-sort") == "descending"
     v.page.emulate_media(media="print")
     assert v.page.locator("nav").is_hidden()
-    pdf = v.page.pdf(path=str(artifacts / "report_print.pdf"), format="A4")
+    pdf = v.page.pdf(path=str(shots / "report_print.pdf"), format="A4")
     assert pdf.startswith(b"%PDF") and len(pdf) > 10_000
     v.check_clean()
 
@@ -230,30 +293,74 @@ def study(demo_cnn):
 
 
 @pytest.mark.browser
-def test_study_report_in_chromium(browser, study, demo_cnn, tmp_path, artifacts):
+def test_study_report_in_chromium(browser, study, demo_cnn, tmp_path, shots):
     path = wb.report(study, tmp_path / "study.html", model=demo_cnn)
     text = path.read_text()
     ids = re.findall(r'<section id="([^"]+)"', text)
-    assert ids == ["model", "tradeoff", "study", "pareto", "environment"]
+    # the verdict first, then the model, plots, records, what the hints mean, the front
+    assert ids == [
+        "recommendation", "model", "tradeoff", "study", "hints", "pareto", "environment",
+    ]  # fmt: skip
     v = Visit(browser, path)
+    rec = study.recommend()
+    verdict = v.page.inner_text("#recommendation")
+    assert rec.record is not None and f"Ship {rec.record.label}." in verdict
+    assert v.page.locator("#recommendation tbody tr").count() == len(rec.reasons)
     rows = v.page.locator("#study tbody tr")
     assert rows.count() == len(study.records)
     # one tradeoff plot per hint plus all together, drawn as inline SVG with text
+    hints = list(dict.fromkeys(h for r in study.records if r.ok for h in r.hints))
     figs = v.page.locator("#tradeoff figure svg")
-    assert figs.count() == 3
+    assert figs.count() == 1 + len(hints)
     assert all(box["width"] > 200 for box in (f.bounding_box() for f in figs.all()))
-    assert v.page.locator("#tradeoff figcaption").all_inner_texts() == [
-        "all hints together",
-        "hint performance",
-        "hint accuracy",
-    ]
+    captions = v.page.locator("#tradeoff figcaption").all_inner_texts()
+    assert captions == ["all hints together"] + [f"hint {h}" for h in hints]
     front = study.pareto()
     assert v.page.locator("#pareto tbody tr").count() == len(front)
     assert v.page.locator("#study tr.pareto").count() == len(front)
     mismatched = [r for r in study.records if not r.error and not r.honoured]
     assert v.page.locator("#study tr.mismatch").count() == len(mismatched)
-    v.page.screenshot(path=str(artifacts / "report_study.png"), full_page=True)
+    # a glossary entry for every hint of the study
+    terms = v.page.locator("#hints dt").all_inner_texts()
+    assert terms == hints and "performance" in v.page.inner_text("#hints dd >> nth=0").lower()
+    # notes are short; their details open with one click
+    summaries = v.page.locator("#study td.col-notes details summary")
+    if summaries.count():
+        detail = v.page.locator("#study td.col-notes details .detail").first
+        assert not detail.is_visible()
+        summaries.first.click()
+        assert detail.is_visible() and detail.inner_text().strip()
+    assert all(len(t) <= 90 for t in summaries.all_inner_texts())
+    # everything fits a 1280 px window: no text wider than its box, no sideways scrolling
+    assert v.overflowing() == []
+    v.page.screenshot(path=str(shots / "report_study_1280x800.png"))
+    v.page.screenshot(path=str(shots / "report_study_full.png"), full_page=True)
     v.check_clean()
+
+
+def test_report_groups_records_by_host(study):
+    hosts = ("lab-a", "lab-b")
+    records = [
+        replace(r, host={**r.host, "name": hosts[k % 2]}) for k, r in enumerate(study.records)
+    ]
+    merged = replace(study, records=tuple(records))
+    text = render_report(merged, environment=False)
+    assert text.count("<h3>Measured on ") == 2
+    for host in hosts:
+        assert f"<h3>Measured on {host}</h3>" in text
+    # one table per host, every record once
+    section = text[text.index('<section id="study"') :]
+    section = section[: section.index("</section>")]
+    assert section.count("<tbody>") == 2 and section.count("<tr") == len(records) + 2
+
+
+def test_hint_glossary_explains_every_part():
+    from workbench.html_report import hint_meaning
+
+    text = hint_meaning("performance/f16")
+    assert "performance" in text and "float16" in text
+    assert "throughput" in hint_meaning("performance/throughput")
+    assert "custom" in hint_meaning("zzz")
 
 
 def test_cli_report_from_saved_results(tmp_path, capsys, study, demo_cnn):
@@ -265,7 +372,8 @@ def test_cli_report_from_saved_results(tmp_path, capsys, study, demo_cnn):
     assert main(["report", str(saved), str(bench), "-o", str(out), "--model", model]) == 0
     assert str(out) in capsys.readouterr().out
     ids = re.findall(r'<section id="([^"]+)"', out.read_text())
-    assert ids == ["model", "tradeoff", "study", "pareto", "bench", "environment"]
+    assert ids == ["recommendation", "model", "tradeoff", "study", "hints", "pareto", "bench",
+                   "environment"]  # fmt: skip
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"hello": 1}))
     assert main(["report", str(bad), "-o", str(out)]) == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import datetime
 import html
 import re
 import time
@@ -61,12 +63,21 @@ def test_job_controls_show_progress_result_and_readable_errors():
 
     job.start(bad_input, got.append)
     assert job.state == "error" and job.error == "dataset is empty; give at least one item"
-    assert "wb-error" in job.status.value and "Traceback" not in job.status.value
+    assert "wb-error" in job.status.value and _traceback_hidden(job.status.value)
     assert job.progress.bar_style == "danger"
 
     job.start(lambda: 1 / 0, got.append)
     assert job.error == "ZeroDivisionError: division by zero"
-    assert "Traceback" not in job.status.value and "ZeroDivisionError" in job.traceback
+    assert "ZeroDivisionError" in job.traceback and _traceback_hidden(job.status.value)
+    assert html.escape(job.traceback.splitlines()[-1]) in job.status.value
+
+
+def _traceback_hidden(status: str) -> bool:
+    """The message comes first; the traceback only inside a collapsed <details>."""
+    before, sep, after = status.partition("<details")
+    return "Traceback" not in before and (
+        not sep or ("Traceback" in after and " open" not in sep + after[:10])
+    )
 
 
 def test_cancel_stops_background_work():
@@ -137,14 +148,16 @@ def test_convert_panel_errors_are_messages(demo_cnn):
     panel.job.run_button.click()
     assert panel.job.state == "error"
     assert "needs data" in panel.job.error and "dataset=" in panel.job.error
-    assert panel.variant_model is None and "Traceback" not in panel.job.status.value
+    assert panel.variant_model is None and _traceback_hidden(panel.job.status.value)
 
 
 def test_tradeoff_view_hint_filter(study):
     view = TradeoffView(study)
     assert view.hint.options == ("all", "accuracy", "performance")
     assert view.plot.value.count("<svg") == 1
-    assert "hint performance" in view.plot.value and "hint accuracy" in view.plot.value
+    # ORT CPU ignores hints: each setting is one record listing both hints
+    labels = {", ".join(r.hints) for r in study.records}
+    assert all(f"hint {label}" in view.plot.value for label in labels)
     assert view.table.value.count("<tr class=") == len(study.records)
     pareto_rows = re.findall(r'<tr class="[^"]*wb-pareto', view.table.value)
     assert len(pareto_rows) == len(study.pareto())
@@ -215,7 +228,9 @@ def test_affinity_view_renders_and_times(demo_cnn, data):
 def test_workbench_app_end_to_end(demo_cnn, data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     app = Workbench(demo_cnn, data, wb.demo.accuracy, background=False, explore_options=FAST)
-    assert app.tabs.titles == ("Model", "Convert", "Hints & devices", "Explore", "Report")
+    assert app.tabs.titles == (
+        "Model", "Convert", "Hints & devices", "Layers", "Explore", "Report",
+    )  # fmt: skip
     assert "digits_cnn" in app.model_view.table.value
 
     app.convert.variant.value = "mixed"
@@ -227,6 +242,11 @@ def test_workbench_app_end_to_end(demo_cnn, data, tmp_path, monkeypatch):
     app.devices.devices.value = ["gpu-sim", "cpu"]
     app.devices.job.run_button.click()
     assert app.devices.job.state == "done", app.devices.job.error
+
+    # the converted (mixed) model is the variant the Layers tab compares with
+    assert app.layers.variant is app.convert.variant_model
+    app.layers.job.run_button.click()
+    assert app.layers.job.state == "done", app.layers.job.error
 
     app.explore.variants.value = ["f32", "f16"]
     app.explore.hints.value = ["performance"]
@@ -240,7 +260,8 @@ def test_workbench_app_end_to_end(demo_cnn, data, tmp_path, monkeypatch):
     assert app.report.written.resolve() == written
     assert 'href="app_report.html"' in app.report.link.value
     text = written.read_text()
-    for section in ("model", "study", "tradeoff", "mixed", "affinity", "subgraphs", "profile"):
+    for section in ("recommendation", "model", "study", "tradeoff", "mixed", "affinity",
+                    "subgraphs", "profile", "layers", "layer-error"):  # fmt: skip
         assert f'<section id="{section}"' in text, section
     # the widget state is plain data: the report holds the numbers the panels show
     acc = app.explore.study.records[0].accuracy
@@ -261,6 +282,87 @@ def test_workbench_cancel_in_background(demo_cnn, data):
     assert app.explore.study is None  # nothing partial is shown
     assert app.explore.view.table.value == ""
     assert not app.explore.job.run_button.disabled
+
+
+def test_app_picks_model_and_data_files_by_path_and_by_upload(tmp_path, tmodels):
+    model = tmodels.mlp(in_features=16, out_features=4)
+    path = tmp_path / "mine.onnx"
+    wb.save_model(model, path)
+    x = np.random.default_rng(0).standard_normal((12, 16)).astype(np.float32)
+    np.savez(tmp_path / "data.npz", x=x, labels=np.arange(12) % 4)
+    app = Workbench(background=False)
+    assert len(app.tabs.children) == 0 and "pick a model file" in app.title.value
+    app.files.model_path.value = str(path)
+    app.files.data_path.value = str(tmp_path / "data.npz")
+    app.files.metric.value = "top1"
+    app.files.job.run_button.click()
+    assert app.files.job.state == "done", app.files.job.error
+    assert app.tabs.titles[-1] == "Report" and "Layers" in app.tabs.titles
+    assert app.explore.dataset is app.files.dataset and len(app.files.dataset) == 12
+    assert app.explore.validation_fn.__name__ == "top1"
+    # nothing computed yet: Report is disabled and says why
+    assert app.report.job.run_button.disabled
+    assert "nothing to report yet" in app.report.job.status.value
+
+    # the same files as uploads (FileUpload values), cosine against the f32 model
+    up = Workbench(background=False)
+    for widget, file in (
+        (up.files.model_upload, path),
+        (up.files.data_upload, tmp_path / "data.npz"),
+    ):
+        data = file.read_bytes()
+        widget.value = ({"name": file.name, "type": "", "size": len(data),
+                         "content": memoryview(data),
+                         "last_modified": datetime.datetime.now(datetime.timezone.utc)},)  # fmt: skip
+    up.files.metric.value = "cosine"
+    up.files.job.run_button.click()
+    assert up.files.job.state == "done", up.files.job.error
+    assert wb.inspect(up.model).node_count == len(model.graph.node)
+    # a bad path is a message with the traceback one click away, not an exception
+    bad = Workbench(background=False)
+    bad.files.model_path.value = str(tmp_path / "nope.onnx")
+    bad.files.job.run_button.click()
+    assert bad.files.job.state == "error" and "nope.onnx" in bad.files.job.error
+    assert "<details" in bad.files.job.status.value
+
+
+def test_convert_save_and_download_then_report_enabled(demo_cnn, data, tmp_path):
+    app = Workbench(demo_cnn, data, wb.demo.accuracy, background=False)
+    assert app.report.job.run_button.disabled
+    assert app.convert.save_button.disabled  # nothing converted yet
+    app.convert.variant.value = "f16"
+    app.convert.job.run_button.click()
+    assert app.convert.job.state == "done", app.convert.job.error
+    assert not app.convert.save_button.disabled
+    link = app.convert.download.value
+    assert 'download="digits_cnn_f16.onnx"' in link
+    payload = re.search(r'href="data:application/octet-stream;base64,([^"]+)"', link).group(1)
+    assert base64.b64decode(payload) == app.convert.variant_model.SerializeToString()
+    target = tmp_path / "new folder" / "cnn16.onnx"
+    app.convert.save_path.value = str(target)
+    app.convert.save_button.click()
+    assert target.exists() and app.convert.saved == target
+    assert "created folder" in app.convert.download.value
+    types = {i.data_type for i in wb.load_model(target).graph.initializer}
+    assert 10 in types  # FLOAT16
+    app.convert.save_path.value = str(tmp_path / "cnn16.txt")
+    app.convert.save_button.click()
+    assert "wb-error" in app.convert.download.value and ".onnx" in app.convert.download.value
+    # something to report now: the Report button is enabled
+    assert not app.report.job.run_button.disabled
+
+
+def test_explore_banner_shows_the_recommendation(demo_cnn, data):
+    panel = ExplorePanel(demo_cnn, data, wb.demo.accuracy, background=False, options=FAST)
+    panel.variants.value = ["f32", "f16"]
+    panel.hints.value = ["performance"]
+    panel.job.run_button.click()
+    assert panel.job.state == "done", panel.job.error
+    rec = panel.study.recommend(max_drop=panel.max_drop.value)
+    assert panel.recommendation is not None and "wb-banner" in panel.banner.value
+    assert html.escape(f"Ship {rec.record.label}.") in panel.banner.value
+    for label in rec.reasons:
+        assert html.escape(label) in panel.banner.value
 
 
 # --------------------------------------------------------------------------- in JupyterLab
@@ -332,15 +434,21 @@ def jupyterlab(tmp_path):
             proc.kill()
 
 
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory):
+    """Screenshots at 1280×800, kept as test artifacts in pytest's temporary folder."""
+    return tmp_path_factory.mktemp("app-screenshots")
+
+
 @pytest.mark.slow
 @pytest.mark.browser
-def test_app_in_jupyterlab_runs_and_cancels(jupyterlab, artifacts):
+def test_app_in_jupyterlab_runs_and_cancels(jupyterlab, shots):
     from playwright.sync_api import sync_playwright
     from test_report import CHROMIUM_ARGS, Visit
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        v = Visit(browser, f"{jupyterlab}/lab/tree/app.ipynb", home=jupyterlab, size=(1300, 1000))
+        v = Visit(browser, f"{jupyterlab}/lab/tree/app.ipynb", home=jupyterlab, size=(1280, 800))
         page = v.page
         page.wait_for_function(
             "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
@@ -350,13 +458,26 @@ def test_app_in_jupyterlab_runs_and_cancels(jupyterlab, artifacts):
         )
         page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
         out = page.locator(".jp-OutputArea-output").first
-        out.locator(".lm-TabBar-tab", has_text="Convert").click(timeout=90_000)
+        news = page.get_by_role("button", name="No")  # JupyterLab's news prompt, not the app
+        if news.count():
+            news.first.click()
+        # nothing to report yet: the Report tab's button is disabled and says why
+        out.locator(".lm-TabBar-tab", has_text="Report").click(timeout=90_000)
+        assert out.locator("button:visible", has_text="Export report").is_disabled()
+        out.get_by_text("nothing to report yet").wait_for(timeout=10_000)
+        out.locator(".lm-TabBar-tab", has_text="Convert").click()
         # Convert runs in a background thread of the live kernel; the result arrives as widget state
         out.locator("button:visible", has_text="Convert").click()
         out.get_by_text("float32 vs variant").wait_for(timeout=90_000)
-        page.screenshot(path=str(artifacts / "jupyterlab_app.png"))
+        assert out.locator("a[download]").count() == 1  # Download link for the converted model
+        page.screenshot(path=str(shots / "jupyterlab_convert_1280x800.png"))
+        assert v.overflowing(".jp-OutputArea-output") == []
+        out.locator(".lm-TabBar-tab", has_text="Report").click()
+        assert out.locator("button:visible", has_text="Export report").is_enabled()
 
         out.locator(".lm-TabBar-tab", has_text="Explore").click()
+        page.screenshot(path=str(shots / "jupyterlab_explore_1280x800.png"))
+        assert v.overflowing(".jp-OutputArea-output") == []
         out.locator("button:visible", has_text="Sweep").click()
         out.locator("button:visible", has_text="Cancel").click()
         out.get_by_text("cancelled (cancelled by user)").wait_for(timeout=90_000)

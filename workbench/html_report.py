@@ -4,13 +4,14 @@ Everything is inline (CSS, SVG figures, a few lines of JS that sort tables), so 
 offline, can be mailed around and prints well. A Content-Security-Policy in the page allows no
 network access at all and only the report's own script (by hash). User-controlled strings
 (node, file, variant and device names, metadata) reach the page only through Jinja2 with
-autoescaping on, or inside SVG that is re-serialized by an XML writer after dropping scripts,
-event handlers and external links.
+autoescaping on, or inside SVG rewritten by the allowlist sanitizer of :mod:`workbench.viz.svg`.
 
-Sections appear only for what is given: a Study (variants table, tradeoff plot per hint, Pareto
-front), a MixedPrecisionResult, an AccuracyControlResult, an Affinity, a PartitionedModel and its
-profile, a ModelSummary (or ``model=`` to inspect), BenchResults, and any other Result as a
-plain table.
+Sections appear only for what is given: a Study (its recommendation first, then tradeoff plots,
+the records grouped by host, a glossary of its hints, the Pareto front), a
+MixedPrecisionResult, an AccuracyControlResult, an Affinity, a PartitionedModel and its profile,
+layer profiles / errors / comparisons, a ModelSummary (or ``model=`` to inspect), BenchResults,
+and any other Result as a plain table. The page fits a 1280 px window: long notes show their
+first sentence with the rest one click away.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ import os
 import platform
 import re
 import sys
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +41,10 @@ from .fileio import atomic_write_bytes
 from .model import inspect, load_model
 from .results import _REGISTRY, Result
 from .study import with_records
-from .viz.graphs import affinity_dot, render, subgraphs_dot
+from .viz.graphs import affinity_dot, plural, render, subgraphs_dot
+from .viz.layer_graphs import layers_dot
 from .viz.plots import figure_data_uri, figure_svg, tradeoff_plot
+from .viz.svg import sanitize_svg
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -51,14 +53,40 @@ TEMPLATES = Path(__file__).parent / "templates"
 #: figures whose SVG is larger than this are embedded as PNG instead (keeps the file small)
 MAX_SVG_BYTES = 1_500_000
 
-_SVG_NS = "http://www.w3.org/2000/svg"
-_XLINK_NS = "http://www.w3.org/1999/xlink"
-ET.register_namespace("", _SVG_NS)
-ET.register_namespace("xlink", _XLINK_NS)
-_DROP_TAGS = {"script", "foreignObject", "iframe", "object", "embed", "audio", "video", "image"}
-
 
 # --------------------------------------------------------------------------- blocks & sections
+
+#: table text longer than this shows its start, the whole text one click away
+SHORT = 60
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One table cell: ``text`` (shown), ``sub`` (a second, smaller line such as a confidence
+    interval) and ``full`` (details shown on click). Every part is escaped by the template."""
+
+    text: str
+    sub: str = ""
+    full: str = ""
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def cell(value: Any) -> Cell:
+    """A Cell from any value: formatted, long text shortened with the rest one click away."""
+    if isinstance(value, Cell):
+        return value
+    text = _fmt(value)
+    if len(text) > SHORT:
+        return Cell(short_text(text), full=text)
+    return Cell(text)
+
+
+def short_text(text: str, width: int = SHORT) -> str:
+    """The first sentence (or clause) of ``text``, at most ``width`` characters."""
+    first = re.split(r"(?<=[.;])\s|\n", text.strip(), maxsplit=1)[0].rstrip(";.")
+    return first if len(first) <= width else first[: width - 1].rstrip() + "…"
 
 
 @dataclass
@@ -68,7 +96,7 @@ class Block:
     kind: str
     text: str = ""
     columns: list[str] = field(default_factory=list)
-    rows: list[list[Any]] = field(default_factory=list)
+    rows: list[list[Cell]] = field(default_factory=list)
     row_classes: list[str] = field(default_factory=list)
     col_classes: list[str] = field(default_factory=list)
     caption: str = ""
@@ -83,9 +111,13 @@ class Section:
     title: str
     blocks: list[Block] = field(default_factory=list)
     lead: str = ""
+    klass: str = ""
 
     def text(self, text: str, klass: str = "") -> None:
         self.blocks.append(Block("text", text=text, klass=klass))
+
+    def heading(self, text: str) -> None:
+        self.blocks.append(Block("heading", text=text))
 
     def table(
         self,
@@ -101,7 +133,7 @@ class Section:
                 col_classes=[
                     "col-" + re.sub(r"[^a-z0-9]+", "-", str(c).lower()).strip("-") for c in columns
                 ],
-                rows=[[_fmt(v) for v in r] for r in rows],
+                rows=[[cell(v) for v in r] for r in rows],
                 row_classes=list(row_classes or [""] * len(rows)),
                 caption=caption,
             )
@@ -134,57 +166,8 @@ def _fmt(value: Any) -> str:
 
 
 def safe_svg(svg: str | bytes, prefix: str = "f") -> Markup:
-    """SVG markup safe to inline in HTML.
-
-    Parses the SVG as XML (the prologue and any DOCTYPE are cut off first, so no entities can be
-    declared), removes scripts, foreign content, event handlers and non-local links, prefixes
-    every id with ``prefix`` (several figures in one page must not share ids), and serializes it
-    again — so text such as a hostile node name can only ever be character data.
-    """
-    text = svg.decode("utf-8") if isinstance(svg, bytes) else svg
-    start = text.find("<svg")
-    if start < 0:
-        raise InputError("not an SVG document (no <svg> element); render with format='svg'")
-    try:
-        root = ET.fromstring(text[start:])
-    except ET.ParseError as e:
-        raise InputError(f"cannot embed SVG: it is not well-formed XML ({e})") from e
-    ids: dict[str, str] = {}
-    for el in root.iter():
-        if "id" in el.attrib:
-            ids[el.attrib["id"]] = f"{prefix}-{el.attrib['id']}"
-    _clean_svg(root, ids)
-    return Markup(ET.tostring(root, encoding="unicode"))
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _clean_svg(el: ET.Element, ids: dict[str, str]) -> None:
-    for child in list(el):
-        if not isinstance(child.tag, str) or _local(child.tag) in _DROP_TAGS:
-            el.remove(child)
-        else:
-            _clean_svg(child, ids)
-    for key in list(el.attrib):
-        name = _local(key).lower()
-        value = el.attrib[key]
-        if name.startswith("on"):
-            del el.attrib[key]
-        elif name == "href":
-            if value.startswith("#") and value[1:] in ids:
-                el.attrib[key] = "#" + ids[value[1:]]
-            else:  # graphviz URL= attributes or anything external: never a live link
-                del el.attrib[key]
-        elif name == "id":
-            el.attrib[key] = ids[value]
-        elif "url(" in value:
-            el.attrib[key] = re.sub(
-                r"url\(#([^)]+)\)", lambda m: f"url(#{ids.get(m.group(1), m.group(1))})", value
-            )
-            if re.search(r"url\((?!#)", el.attrib[key]):
-                del el.attrib[key]
+    """SVG markup safe to inline in HTML: :func:`workbench.viz.svg.sanitize_svg` (allowlist)."""
+    return sanitize_svg(svg, prefix)
 
 
 def figure_block(fig_or_svg: Any, caption: str, prefix: str) -> Block:
@@ -272,6 +255,9 @@ _KINDS = {
     "PartitionProfile": "profile",
     "BenchResult": "bench",
     "CapabilityReport": "capability",
+    "LayerProfile": "layer_profile",
+    "LayerError": "layer_error",
+    "LayerComparison": "layer_comparison",
 }
 
 
@@ -291,8 +277,17 @@ def _flatten(obj: Any) -> list[Any]:
 class _Builder:
     """Collects sections; one method per input kind."""
 
-    def __init__(self, model: onnx.ModelProto | None):
+    def __init__(
+        self,
+        model: onnx.ModelProto | None,
+        max_drop: float = 0.01,
+        drop_type: str = "absolute",
+        profiles: Iterable[Any] = (),
+    ):
         self.model = model
+        self.max_drop = max_drop
+        self.drop_type = drop_type
+        self.profiles = list(profiles)  # measured bytes for the subgraph renders
         self.sections: list[Section] = []
         self.warnings: list[str] = []
         self._n = 0
@@ -325,69 +320,134 @@ class _Builder:
 
     # -- study
     def study(self, study: Any) -> None:
+        """Tradeoff plots, the variants (grouped by host), hint glossary, Pareto front (the
+        recommendation is its own first section: :meth:`recommendation`)."""
         self.tradeoff(study)
         s = self.section(
             "study",
             "Variants",
-            lead="Every (variant, device, hint) measured. Requested and executed precision are "
-            "shown side by side; a hint that was not honoured is highlighted (⚠), simulated "
-            "devices (profiles executed on the CPU) are marked, and the drop is measured "
-            "against the best float32 record.",
+            lead="Every distinct setting measured once (a row lists every hint that resolves to "
+            "it). ★ marks the Pareto front, ≈ records tied with it; ⚠ marks a precision that "
+            "ran other than requested; simulated devices are profiles run on this CPU. "
+            "Drop is measured against the best float32 record; a note's details open on click.",
         )
-        t = variants_table(study)
-        if not t["rows"]:
+        if not study.records:
             s.text("The study has no records.", "note")
             return
-        s.table(t["columns"], t["rows"], row_classes=t["classes"])
-        mismatches = sum("mismatch" in c.split() for c in t["classes"])
+        hosts = _hosts(study)
+        for host, records in hosts.items():
+            if len(hosts) > 1:
+                s.heading(f"Measured on {host}")
+                s.text(_host_text(records[0]), "note")
+            t = variants_table(with_records(study, records), front_of=study)
+            s.table(t["columns"], t["rows"], row_classes=t["classes"])
+        if len(hosts) == 1 and getattr(study.records[0], "host", None):
+            s.text("Measured on " + _host_text(study.records[0]) + ".", "note")
+        self._study_notes(s, study)
+        self.glossary(study)
+        self.pareto(study)
+
+    def _study_notes(self, s: Section, study: Any) -> None:
+        records = list(study.records)
+        mismatches = sum(1 for r in records if not r.error and not r.honoured)
         if mismatches:
             s.text(
-                f"{mismatches} record(s) ran at a different precision than requested "
-                "(highlighted): the device did not honour the hint.",
+                f"{plural(mismatches, 'record')} ran at another precision than requested (⚠): "
+                "the device did not honour the hint.",
                 "warn",
             )
-        errors = sum("error" in c.split() for c in t["classes"])
+        errors = sum(1 for r in records if r.error)
         if errors:
-            s.text(f"{errors} record(s) failed to build or run; the error is in the last column.")
+            s.text(f"{plural(errors, 'record')} failed to build or run; see the notes column.")
         env = getattr(study, "environment", None) or {}
         if env:
             s.text(
                 "Measured with "
                 + ", ".join(f"{k} {v}" for k, v in env.items())
-                + f" in {getattr(study, 'seconds', 0.0):.1f} s."
+                + f" in {getattr(study, 'seconds', 0.0):.1f} s.",
+                "note",
             )
+
+    def recommendation(self, study: Any) -> None:
+        """The verdict first: ``Study.recommend`` (when this version of the study has it)."""
+        recommend = getattr(study, "recommend", None)
+        if recommend is None or not study.records:
+            return
+        s = self.section("recommendation", "Recommendation")
+        s.klass = "recommendation"
+        try:
+            rec = recommend(max_drop=self.max_drop, drop_type=self.drop_type)
+        except WorkbenchError as e:
+            s.text(f"No recommendation: {describe(e)}", "warn")
+            return
+        chosen = getattr(rec, "record", None)
+        if chosen is not None:
+            s.text(f"Ship {record_label(chosen)}.", "verdict")
+        status = str(getattr(rec, "status", "ok"))
+        closest = getattr(rec, "closest", None)
+        if status != "ok":
+            near = f"; closest faster setting: {record_label(closest)}" if closest else ""
+            s.text(f"{status.capitalize()}{near}.", "warn")
+        s.text(str(getattr(rec, "summary", "")))
+        ties = [record_label(r) for r in getattr(rec, "ties", ()) or ()]
+        if ties:
+            s.text("Tied with it (differences within noise): " + ", ".join(ties) + ".")
+        reasons = dict(getattr(rec, "reasons", None) or {})
+        if reasons:
+            s.table(
+                ["setting", "why not"],
+                [[label, Cell(_without_label(reason, label))] for label, reason in reasons.items()],
+                caption="Every other setting, and why it was not chosen",
+            )
+
+    def glossary(self, study: Any) -> None:
+        """What each hint label of the study means."""
+        labels = list(dict.fromkeys(h for r in study.records for h in _record_hints(r)))
+        if not labels:
+            return
+        s = self.section(
+            "hints",
+            "Hints",
+            lead="What the execution hints of this study ask the backend for. ONNX Runtime's "
+            "CPU provider ignores hints, so its settings are measured once for all of them.",
+        )
+        s.blocks.append(Block("glossary", rows=[[h, hint_meaning(h)] for h in labels]))
+
+    def pareto(self, study: Any) -> None:
         front = study.pareto()
-        if front:
-            p = self.section(
-                "pareto",
-                "Pareto front",
-                lead="Records no other record beats on both accuracy (higher) and median latency "
-                "(lower), fastest first.",
-            )
-            p.table(
-                ["variant", "device", "hint", "ran", "accuracy", "median ms", "size KiB"],
+        if not front:
+            return
+        p = self.section(
+            "pareto",
+            "Pareto front",
+            lead="Records no other record beats on both accuracy (higher) and median latency "
+            "(lower) by more than the noise, fastest first.",
+        )
+        p.table(
+            ["variant", "device", "hint", "ran", "accuracy", "median ms", "size KiB"],
+            [
                 [
-                    [
-                        r.variant,
-                        f"{r.device} (simulated)" if r.simulated else r.device,
-                        r.hint,
-                        r.precision_ran,
-                        r.accuracy,
-                        r.latency_ms,
-                        _kib(r.model_bytes),
-                    ]
-                    for r in front
-                ],
-            )
+                    r.variant,
+                    f"{r.device} (simulated)" if r.simulated else r.device,
+                    ", ".join(_record_hints(r)),
+                    r.precision_ran,
+                    r.accuracy,
+                    r.latency_ms,
+                    _kib(r.model_bytes),
+                ]
+                for r in front
+            ],
+        )
 
     def tradeoff(self, study: Any) -> None:
         s = self.section(
             "tradeoff",
             "Accuracy vs latency",
-            lead="All hints together, then one plot per execution hint; the Pareto front is dashed, "
-            "points are labelled by variant, and points whose hint was not honoured are ringed.",
+            lead="All hints together, then one plot per execution hint. Colour = device, marker "
+            "= hint; Pareto records are gold stars on a dashed line, and points whose hint "
+            "was not honoured are ringed in red.",
         )
-        hints = list(dict.fromkeys(r.hint for r in study.records if r.ok))
+        hints = list(dict.fromkeys(h for r in study.records if r.ok for h in _record_hints(r)))
         # all hints together at full width first, then one half-width plot per hint
         figs = [(study, "all hints together" if hints else "no record could be measured", "")]
         if len(hints) > 1:
@@ -395,7 +455,9 @@ class _Builder:
         elif hints:
             figs = [(study, f"hint {hints[0]}", "")]
         for sub, caption, klass in figs:
-            fig = tradeoff_plot(sub, title=f"Accuracy vs latency — {caption}")
+            fig = tradeoff_plot(
+                sub, title=f"Accuracy vs latency — {caption}", compact=klass == "half"
+            )
             s.figure(fig, caption, self.prefix(), klass)
 
     # -- precision results
@@ -520,7 +582,8 @@ class _Builder:
             f"would give {part.naive_count}."
         )
         self.rows_table(s, part.summary_rows())
-        svg = render(subgraphs_dot(part), format="svg")
+        prof = next((p for p in self.profiles if p.model == part.model), None)
+        svg = render(subgraphs_dot(part, profile=prof), format="svg")
         s.figure(svg, "One cluster per subgraph; boundary tensors labelled", self.prefix())
 
     def profile(self, prof: Any) -> None:
@@ -538,6 +601,56 @@ class _Builder:
         for note in prof.notes:
             s.text(note, "note")
         s.figure(prof.plot(), "Median time per subgraph", self.prefix())
+
+    # -- layers
+    def layer_profile(self, prof: Any) -> None:
+        sim = " (simulated)" if prof.simulated else ""
+        s = self.section(
+            "layers",
+            f"Layers on {prof.device}{sim} [{prof.hint}]",
+            lead="Time and precision of every layer as the runtime executed it (fused nodes "
+            "count once); simulated devices are roofline estimates.",
+        )
+        what = "estimated" if prof.estimated else f"mean of {prof.runs} runs"
+        s.text(
+            f"{plural(len(prof.rows), 'layer')}, {prof.layer_ms:.4g} ms in layers, "
+            f"{prof.total_ms:.4g} ms for the whole model ({what}); ran {prof.precision_ran}."
+        )
+        for note in prof.notes:
+            s.text(note, "note")
+        s.figure(
+            prof.plot(), "Slowest layers, coloured by the precision they ran in", self.prefix()
+        )
+        s.figure(render(layers_dot(prof)), "Layers coloured by precision", self.prefix())
+        self.rows_table(s, prof.summary_rows(), "Every layer", limit=200)
+
+    def layer_error(self, err: Any) -> None:
+        s = self.section(
+            "layer-error",
+            f"Where the error starts ({err.device})",
+            lead="Every tensor the variant shares with its float32 reference, compared over the "
+            "same items in graph order; the first one below the SQNR threshold is where the "
+            "error starts.",
+        )
+        first = err.first_divergent or f"none: every tensor is above {err.threshold_db:g} dB"
+        s.text(f"First divergent tensor: {first} (over {plural(err.items, 'item')}).")
+        for note in err.notes:
+            s.text(note, "note")
+        s.figure(
+            render(layers_dot(err)), "Nodes coloured by the SQNR of their output", self.prefix()
+        )
+        self.rows_table(s, err.summary_rows(), "Error per tensor", limit=200)
+
+    def layer_comparison(self, cmp: Any) -> None:
+        s = self.section(
+            "layer-compare",
+            "Layer by layer",
+            lead=f"a = {cmp.a}, b = {cmp.b}: which layers got faster or slower and which changed "
+            "precision.",
+        )
+        s.text(f"{cmp.total_a_ms:.4g} ms → {cmp.total_b_ms:.4g} ms for the whole model.")
+        s.figure(cmp.plot(), "Time change per layer (red: slower, green: faster)", self.prefix())
+        self.rows_table(s, cmp.summary_rows(), "Every layer", limit=200)
 
     def bench(self, benches: list[Any]) -> None:
         s = self.section("bench", "Benchmarks")
@@ -585,25 +698,43 @@ class _Builder:
         self.rows_table(s, res.summary_rows())
 
 
-def variants_table(study: Any) -> dict[str, Any]:
-    """A Study's display rows (``Study.table_rows``) plus a ``drop`` column and row classes.
+def variants_table(study: Any, front_of: Any = None) -> dict[str, Any]:
+    """A Study's records as a compact display table (fits a 1280 px window).
 
-    Returns ``columns``, ``rows`` (cell values) and ``classes`` (per row, space separated:
+    Returns ``columns``, ``rows`` (values or :class:`Cell`: intervals as a second line, notes
+    shortened with the details one click away) and ``classes`` (per row, space separated:
     ``error``, ``mismatch`` when the precision that ran differs from the requested one,
-    ``simulated``, ``pareto``) for the report and the widgets.
+    ``simulated``, ``pareto``) for the report and the widgets. ``front_of``: the study whose
+    Pareto front is marked (default ``study``).
     """
+    whole = front_of if front_of is not None else study
     records = list(study.records)
-    front = {id(r) for r in study.pareto()}
-    base = [r.accuracy for r in records if r.ok and r.variant == "f32"]
+    front = {id(r) for r in whole.pareto()}
+    marks = {
+        id(r): row.get("pareto", "")
+        for r, row in zip(whole.records, whole.table_rows(), strict=True)
+    }
+    base = [r.accuracy for r in whole.records if r.ok and r.variant == "f32"]
     baseline = max(base) if base else None
+    columns = ["★", "variant", "device", "hint", "ran", "accuracy", "drop", "latency ms",
+               "items/s", "KiB", "notes"]  # fmt: skip
     rows, classes = [], []
-    for r, row in zip(records, study.table_rows(), strict=True):
-        cells: dict[str, Any] = {}
-        for key, value in row.items():
-            cells[key] = value
-            if key == "accuracy":
-                cells["drop"] = baseline - r.accuracy if baseline is not None and r.ok else None
-        rows.append(cells)
+    for r in records:
+        rows.append(
+            [
+                marks.get(id(r), "★" if id(r) in front else ""),
+                r.variant,
+                f"{r.device} (simulated)" if r.simulated else r.device,
+                ", ".join(_record_hints(r)),
+                _ran_cell(r),
+                Cell(_fmt(r.accuracy), sub=_ci(getattr(r, "accuracy_ci", None))),
+                baseline - r.accuracy if baseline is not None and r.ok else None,
+                Cell(_fmt(r.latency_ms), sub=_ci(getattr(r, "latency_ci_ms", None))),
+                getattr(r, "throughput", None),
+                _kib(r.model_bytes),
+                notes_cell(r),
+            ]
+        )
         cls = ["error"] if r.error else []
         if not r.error and not r.honoured:
             cls.append("mismatch")
@@ -612,12 +743,102 @@ def variants_table(study: Any) -> dict[str, Any]:
         if id(r) in front:
             cls.append("pareto")
         classes.append(" ".join(cls))
-    columns = list(rows[0]) if rows else []
-    return {
-        "columns": columns,
-        "rows": [[row[c] for c in columns] for row in rows],
-        "classes": classes,
-    }
+    return {"columns": columns, "rows": rows, "classes": classes}
+
+
+def _without_label(reason: str, label: str) -> str:
+    """A reason sentence without the record label it repeats at its start."""
+    text = str(reason)
+    return text[len(label) :].lstrip(" :—-") or text if text.startswith(label) else text
+
+
+def _ci(ci: Any) -> str:
+    return f"{ci[0]:.4g}–{ci[1]:.4g}" if ci else ""
+
+
+def _ran_cell(r: Any) -> Cell:
+    if not r.precision_ran:
+        return Cell("")
+    if r.honoured or r.error:
+        return Cell(r.precision_ran)
+    return Cell(f"⚠ {r.precision_ran}", sub=f"asked {r.precision_requested}")
+
+
+def notes_cell(r: Any) -> Cell:
+    """A short human note for a record; the full error or notes one click away."""
+    if r.error:
+        return Cell(short_text(f"failed: {r.error}"), full=r.error)
+    short = []
+    if not r.honoured:
+        short.append(f"ran {r.precision_ran}, not {r.precision_requested}")
+    if r.simulated:
+        short.append("simulated: latency estimated" if getattr(r, "estimated", False)
+                     else "simulated on this CPU")  # fmt: skip
+    if len(_record_hints(r)) > 1:
+        short.append("measured once for every hint listed")
+    notes = [str(n) for n in r.notes]
+    if not notes:
+        return Cell("; ".join(short))
+    if short:
+        more = f" ({plural(len(notes), 'note')})"
+    else:
+        short.append(short_text(notes[0], 48))
+        more = f" (+{len(notes) - 1} more)" if len(notes) > 1 else ""
+    return Cell("; ".join(short) + more, full="\n".join(notes))
+
+
+def _record_hints(r: Any) -> tuple[str, ...]:
+    return tuple(getattr(r, "hints", ()) or (r.hint,))
+
+
+def record_label(r: Any) -> str:
+    """``variant on device [hints]``: the record's own label when it has one."""
+    label = getattr(r, "label", None)
+    return label if isinstance(label, str) else f"{r.variant} on {r.device} [{r.hint}]"
+
+
+def _hosts(study: Any) -> dict[str, list[Any]]:
+    """Records grouped by the host that measured them (one group when hosts are not known)."""
+    groups: dict[str, list[Any]] = {}
+    for r in study.records:
+        host = getattr(r, "host", None) or {}
+        groups.setdefault(str(host.get("name", "")) or "this machine", []).append(r)
+    return groups
+
+
+def _host_text(r: Any) -> str:
+    """``vm: AMD EPYC, 2 cores, onnxruntime 1.32, openvino 2026.4`` from a record's host."""
+    host = getattr(r, "host", None) or {}
+    if not host:
+        return "this machine"
+    parts = [str(host.get("cpu", "")) or "unknown CPU"]
+    if host.get("cores"):
+        parts.append(plural(int(host["cores"]), "core"))
+    parts += [f"{k} {host[k]}" for k in ("onnxruntime", "openvino") if host.get(k)]
+    return f"{host.get('name', '?')}: " + ", ".join(parts)
+
+
+#: what each part of a hint label asks for (the glossary of the report)
+HINT_PARTS = {
+    "performance": "execution mode performance: the backend may trade exactness for speed "
+    "(OpenVINO on a CPU with bf16 or AMX then computes in bf16)",
+    "accuracy": "execution mode accuracy: the backend keeps the model's own precision",
+    "f32": "compute in float32",
+    "f16": "compute in float16 where the device supports it",
+    "bf16": "compute in bfloat16 where the device supports it",
+    "latency": "performance mode latency: one request at a time, fastest single answer",
+    "throughput": "performance mode throughput: many requests in parallel streams, most items "
+    "per second",
+}
+
+
+def hint_meaning(label: str) -> str:
+    """``"performance/f16"`` → one sentence saying what the hint asks the backend for."""
+    parts = [p.strip().lower() for p in str(label).replace(":", "/").split("/") if p.strip()]
+    known = [HINT_PARTS[p] for p in parts if p in HINT_PARTS]
+    if not known:
+        return "a custom hint label"
+    return known[0][0].upper() + known[0][1:] + "".join(f"; {k}" for k in known[1:]) + "."
 
 
 def describe(exc: BaseException) -> str:
@@ -634,8 +855,12 @@ def _kib(n: Any) -> Any:
 
 
 def study_for_hint(study: Any, hint: str) -> Any:
-    """The study restricted to one hint label."""
-    return with_records(study, (r for r in study.records if r.hint == hint))
+    """The study restricted to the records measuring one hint label, shown under that hint."""
+    records = []
+    for r in study.records:
+        if hint in _record_hints(r):
+            records.append(replace(r, hint=hint, hints=(hint,)) if hasattr(r, "hints") else r)
+    return with_records(study, records)
 
 
 # --------------------------------------------------------------------------- loading
@@ -650,6 +875,7 @@ _RESULT_MODULES = (
     "workbench.hardware.affinity",
     "workbench.hardware.partition",
     "workbench.hardware.capability",
+    "workbench.layers",
     "workbench.runtime",
     "workbench.model",
 )
@@ -744,6 +970,8 @@ def render_report(
     title: str | None = None,
     results: Iterable[Any] = (),
     environment: bool = True,
+    max_drop: float = 0.01,
+    drop_type: str = "absolute",
     **extras: Any,
 ) -> str:
     """The report's HTML text (see :func:`report`)."""
@@ -763,20 +991,10 @@ def render_report(
         raise InputError(
             "report() got nothing to show; pass a Study (from explore) and/or results and model="
         )
-    b = _Builder(proto)
+    b = _Builder(proto, max_drop, drop_type, profiles=grouped.get("profile", []))
     if "summary" not in grouped and proto is not None:
         grouped["summary"] = [inspect(proto)]
-    order = (
-        "summary", "study", "float16", "mixed", "accuracy_control", "bench", "capability",
-        "affinity", "partitioned", "profile", "result",
-    )  # fmt: skip
-    for kind in order:
-        objs = grouped.get(kind, [])
-        if kind == "bench" and objs:
-            b.guarded("benchmarks", lambda objs=objs: b.bench(objs))
-            continue
-        for obj in objs:
-            b.guarded(kind, lambda obj=obj, kind=kind: getattr(b, kind)(obj))
+    _build_sections(b, grouped)
     env_info = environment_info() if environment else None
     if title is None:
         names = [proto.graph.name] if proto is not None else []
@@ -784,11 +1002,6 @@ def render_report(
         name = next((n for n in names if n), None)
         title = f"Precision report — {name}" if name else "Precision report"
     js = _SORT_JS.strip()
-    digest = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii")
-    csp = (
-        "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
-        f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'"
-    )
     return (
         _environment()
         .get_template("report.html.j2")
@@ -799,8 +1012,38 @@ def render_report(
             env=env_info,
             css=Markup((TEMPLATES / "report.css").read_text(encoding="utf-8")),
             js=Markup(js),
-            csp=csp,
+            csp=_csp(js),
         )
+    )
+
+
+#: the order of sections after the recommendation
+_ORDER = (
+    "summary", "study", "float16", "mixed", "accuracy_control", "bench", "capability",
+    "affinity", "partitioned", "profile", "layer_profile", "layer_error", "layer_comparison",
+    "result",
+)  # fmt: skip
+
+
+def _build_sections(b: _Builder, grouped: dict[str, list[Any]]) -> None:
+    """The verdict first, then one section per input in :data:`_ORDER`."""
+    for st in grouped.get("study", []):
+        b.guarded("recommendation", lambda st=st: b.recommendation(st))
+    for kind in _ORDER:
+        objs = grouped.get(kind, [])
+        if kind == "bench" and objs:
+            b.guarded("benchmarks", lambda objs=objs: b.bench(objs))
+            continue
+        for obj in objs:
+            b.guarded(kind, lambda obj=obj, kind=kind: getattr(b, kind)(obj))
+
+
+def _csp(js: str) -> str:
+    """No network at all; only the report's own script (by hash) may run."""
+    digest = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode("ascii")
+    return (
+        "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+        f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'"
     )
 
 
@@ -817,13 +1060,16 @@ def report(
     partitioned: Any = None,
     profile: Any = None,
     environment: bool = True,
+    max_drop: float = 0.01,
+    drop_type: str = "absolute",
 ) -> Path:
     """Write a single self-contained HTML report and return its path.
 
     ``study_or_results`` is a Study, any workbench result, or a list of them; the keyword
     arguments add more (``mixed=MixedPrecisionResult``, ``accuracy_control=``,
     ``affinity=`` (renders need ``model=``), ``partitioned=``, ``profile=``). Sections appear
-    only for what is given. The file has no network dependencies and is written atomically.
+    only for what is given; a Study's recommendation (for ``max_drop``/``drop_type``) comes
+    first. The file has no network dependencies and is written atomically.
     """
     text = render_report(
         study_or_results,
@@ -831,6 +1077,8 @@ def report(
         title=title,
         results=results,
         environment=environment,
+        max_drop=max_drop,
+        drop_type=drop_type,
         mixed=mixed,
         accuracy_control=accuracy_control,
         affinity=affinity,

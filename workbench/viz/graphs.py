@@ -1,7 +1,8 @@
 """GraphViz views of affinity and subgraphs, rendered with the system ``dot`` binary.
 
-* :func:`affinity_dot` — nodes coloured by device with a legend (12 unique colours, then
-  two-colour stripes), simulated devices dashed and labelled.
+* :func:`affinity_dot` — nodes coloured by device (one fixed colour per device, shared with the
+  plots; two-colour stripes once the palette is used up) with a legend; simulated devices
+  dashed, labelled and explained in the legend.
 * :func:`subgraphs_dot` — one cluster per subgraph; tensors crossing subgraphs drawn as labelled
   nodes with dtype, shape and bytes.
 * :func:`render` — DOT → SVG/PNG bytes via ``dot`` with a timeout (never hangs).
@@ -28,10 +29,10 @@ from typing import Any
 import onnx
 
 from ..errors import InputError, UnsupportedError, WorkbenchError
-from ..figures import PALETTE
 from ..formatting import format_bytes
 from ..hardware.partition import group_nodes, node_inputs
 from ..model import ensure_node_names, load_model
+from .colors import DEVICE_PALETTE, device_colors
 
 #: beyond this many drawn nodes, layout limits kick in
 LIMIT_NODES = 400
@@ -94,44 +95,70 @@ def _luminance(color: str) -> float:
     return 0.299 * r + 0.587 * g + 0.114 * b
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 node``, ``3 nodes``."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"
+
+
 def device_styles(names: Iterable[str], simulated: Iterable[str] = ()) -> dict[str, str]:
-    """Device name → DOT node attributes: 12 unique colours, then unique two-colour stripes."""
+    """Device name → DOT node attributes: each device's fixed colour (see
+    :mod:`workbench.viz.colors`), then unique two-colour stripes; simulated devices dashed."""
     sim = set(simulated)
-    pairs = [(a, b) for a in range(len(PALETTE)) for b in range(len(PALETTE)) if a != b]
+    colors = device_colors(names)
+    n = len(DEVICE_PALETTE)
+    pairs = [(a, b) for a in range(n) for b in range(n) if a != b]
     out = {}
-    for k, name in enumerate(dict.fromkeys(names)):
+    stripes = 0
+    for name, color in colors.items():
         dashed = ",dashed" if name in sim else ""
-        if k < len(PALETTE):
-            color = PALETTE[k]
+        if color is not None:
             font = "white" if _luminance(color) < 0.55 else "black"
             attrs = f'style="filled{dashed}", fillcolor="{color}", fontcolor="{font}"'
         else:
-            a, b = pairs[(k - len(PALETTE)) % len(pairs)]
-            attrs = (
-                f'style="striped{dashed}", fillcolor="{PALETTE[a]}:{PALETTE[b]}", fontcolor="black"'
-            )
+            a, b = pairs[stripes % len(pairs)]
+            stripes += 1
+            fill = f"{DEVICE_PALETTE[a]}:{DEVICE_PALETTE[b]}"
+            attrs = f'style="striped{dashed}", fillcolor="{fill}", fontcolor="black"'
         if name in sim:
             attrs += ", penwidth=2"
         out[name] = attrs
     return out
 
 
+#: what the legend says about simulated devices
+SIMULATED_NOTE = "dashed border: simulated device (a profile run on this CPU; latency estimated)"
+
+
 def _legend(
     styles: Mapping[str, str], counts: Mapping[str, int], simulated: Iterable[str]
 ) -> list[str]:
+    """One box per device (name, node count), plus what a dashed border means.
+
+    Boxes get generous margins: viewers may draw text with a wider font than the one GraphViz
+    measured, and the text must stay inside its box.
+    """
     sim = set(simulated)
     lines = [
         "  subgraph cluster_legend {",
-        '    label=<<b>devices</b>>; style="rounded"; color="#999999"; fontsize=11;',
+        '    label=<<b>devices</b>>; style="rounded"; color="#999999"; fontsize=11; margin=12;',
     ]
     previous = None
     for k, (name, attrs) in enumerate(styles.items()):
         tag = " (simulated)" if name in sim else ""
-        label = f"{html_text(name)}{tag}<br/>{counts.get(name, 0)} nodes"
-        lines.append(f"    legend{k} [shape=box, {attrs}, fontsize=10, label=<{label}>];")
+        label = f"{html_text(name)}{tag}<br/>{plural(counts.get(name, 0), 'node')}"
+        lines.append(
+            f'    legend{k} [shape=box, {attrs}, fontsize=10, margin="0.2,0.08", label=<{label}>];'
+        )
         if previous is not None:  # keep the legend in one column
             lines.append(f"    {previous} -> legend{k} [style=invis];")
         previous = f"legend{k}"
+    if sim:
+        lines.append(
+            f'    legend_sim [shape=plaintext, style="", fontsize=9, margin="0.2,0.08", '
+            f"label=<<i>{html_text(SIMULATED_NOTE, 120).replace('; ', ';<br/>')}</i>>];"
+        )
+        if previous is not None:
+            lines.append(f"    {previous} -> legend_sim [style=invis];")
     lines.append("  }")
     return lines
 
@@ -216,23 +243,38 @@ def affinity_dot(model: Any, affinity: Any, collapse: bool | None = None) -> Dot
     hidden = {n.name for n in nodes if big and n.op_type == "Constant"}
     if hidden:
         notes.append(
-            f"{len(hidden)} Constant nodes hidden; layout limits applied ({len(nodes)} nodes)"
+            f"{plural(len(hidden), 'Constant node')} hidden; layout limits applied "
+            f"({len(nodes)} nodes)"
         )
     lines = _header(title, notes, big)
+    lines += _assigned_nodes(m, nodes, hidden, assignments, styles)
+    lines += _legend(styles, counts, simulated)
+    lines.append("}")
+    return DotSource("\n".join(lines) + "\n")
+
+
+def _assigned_nodes(
+    model: onnx.ModelProto,
+    nodes: list[onnx.NodeProto],
+    hidden: set[str],
+    assignments: Mapping[str, str],
+    styles: Mapping[str, str],
+) -> list[str]:
+    """Every shown node in its device's style, the graph inputs/outputs, and the edges."""
+    lines = []
     ids: dict[str, str] = {}
     producers: dict[str, str] = {}
     for k, n in enumerate(nodes):
         if n.name in hidden:
             continue
-        nid = f"n{k}"
         for o in n.output:
-            producers[o] = nid
+            producers[o] = f"n{k}"
         tip = f"{n.name} ({n.op_type}) on {assignments[n.name]}"
         lines.append(
-            f"  {nid} [{styles[assignments[n.name]]}, label={_node_label(n.name, n.op_type)}, "
+            f"  n{k} [{styles[assignments[n.name]]}, label={_node_label(n.name, n.op_type)}, "
             f"tooltip={quoted(tip)}];"
         )
-    lines += _io_lines(m, ids, producers)
+    lines += _io_lines(model, ids, producers)
     for k, n in enumerate(nodes):
         if n.name in hidden:
             continue
@@ -240,9 +282,7 @@ def affinity_dot(model: Any, affinity: Any, collapse: bool | None = None) -> Dot
             src = producers.get(t) or ids.get(t)
             if src is not None:
                 lines.append(f"  {src} -> n{k} [tooltip={quoted(t)}];")
-    lines += _legend(styles, counts, simulated)
-    lines.append("}")
-    return DotSource("\n".join(lines) + "\n")
+    return lines
 
 
 def _collapsed(
@@ -268,7 +308,8 @@ def _collapsed(
         hist = collections.Counter(ops[n] for n in g)
         top = ", ".join(f"{op}×{c}" for op, c in hist.most_common(4))
         label = (
-            f"<<b>sg{k} · {html_text(dev)}</b><br/>{len(g)} nodes<br/><i>{html_text(top, 60)}</i>>"
+            f"<<b>sg{k} · {html_text(dev)}</b><br/>{plural(len(g), 'node')}<br/>"
+            f"<i>{html_text(top, 60)}</i>>"
         )
         lines.append(f"  g{k} [{styles[dev]}, label={label}];")
     crossing: dict[tuple[int, int], list[str]] = collections.defaultdict(list)
@@ -289,7 +330,7 @@ def _collapsed(
                 f"{html_text(t, 30)}: {html_text(tensor_labels.get(t, ''), 64)}" for t in ts
             )
         else:
-            text = f"{len(ts)} tensor{'s' if len(ts) != 1 else ''}"
+            text = plural(len(ts), "tensor")
         lines.append(f"  g{a} -> g{b} [label=<{text}>, fontsize=8, tooltip={quoted(tip, 400)}];")
     lines += _legend(styles, counts, simulated)
     lines.append("}")
@@ -299,97 +340,150 @@ def _collapsed(
 # --------------------------------------------------------------------------- subgraphs
 
 
-def subgraphs_dot(partitioned: Any, collapse: bool | None = None) -> DotSource:
-    """DOT text with one cluster per subgraph and labelled boundary tensors."""
+def subgraphs_dot(partitioned: Any, collapse: bool | None = None, profile: Any = None) -> DotSource:
+    """DOT text with one cluster per subgraph and labelled boundary tensors.
+
+    ``profile`` (a PartitionProfile of this partition) supplies the bytes measured at run time
+    where shapes are dynamic.
+    """
     subs = list(partitioned.subgraphs)
-    devices = list(partitioned.devices)
-    names = [d.name for d in devices]
-    simulated = [d.name for d in devices if d.simulated]
-    styles = device_styles(names, simulated)
+    simulated = [d.name for d in partitioned.devices if d.simulated]
+    styles = device_styles([d.name for d in partitioned.devices], simulated)
     counts = collections.Counter(dev for sg in subs for dev in [sg.device] * len(sg.nodes))
     total = sum(len(sg.nodes) for sg in subs)
     title = (
-        f"{partitioned.model}: {len(subs)} subgraphs "
+        f"{partitioned.model}: {plural(len(subs), 'subgraph')} "
         f"(splitting at every device change: {partitioned.naive_count})"
     )
-    tensors: Mapping[str, str] = partitioned.tensors
+    measured = _measured_bytes(profile)
+    tensors = _tensor_labels(partitioned, measured)
     if collapse is None:
         collapse = total > COLLAPSE_CLUSTER_NODES
     if collapse:
-        merged = onnx.helper.make_graph(
-            [n for sg in subs for n in sg.model.graph.node], "all", [], []
-        )
-        model = onnx.helper.make_model(merged)
-        note = (
-            f"collapsed to subgraph level: {total} nodes "
-            f"(limit {COLLAPSE_CLUSTER_NODES} per clustered view)"
-        )
-        groups = [[n.name for n in sg.model.graph.node] for sg in subs]
-        ops = {n.name: n.op_type for sg in subs for n in sg.model.graph.node}
-        return _collapsed(
-            model, title, [note], groups, [sg.device for sg in subs], ops, styles, counts,
-            simulated, tensor_labels=tensors,
-        )  # fmt: skip
+        return _collapsed_subgraphs(subs, title, total, styles, counts, simulated, tensors)
     big = total > LIMIT_NODES
     lines = _header(title, [f"layout limits applied ({total} nodes)"] if big else [], big)
     producers: dict[str, str] = {}
-    consumers: dict[str, list[tuple[str, int]]] = collections.defaultdict(list)
-    nid = 0
+    consumers: dict[str, list[str]] = collections.defaultdict(list)
     for k, sg in enumerate(subs):
-        tag = " (simulated)" if sg.simulated else ""
-        label = (
-            f"<<b>{html_text(sg.name)} · {html_text(sg.device)}{tag}</b><br/>{len(sg.nodes)} "
-            f"nodes · receives {format_bytes(sg.boundary_bytes)}>"
-        )
-        lines.append(f"  subgraph cluster_{k} {{")
+        lines += _cluster(k, sg, styles, big, producers, consumers, measured.get(sg.name))
+    boundary = _boundary_nodes(tensors, producers, lines)
+    inputs = {name: f"in{k}" for k, name in enumerate(partitioned.inputs)}
+    for name, nid in inputs.items():
+        lines.append(f'  {nid} [shape=ellipse, style="solid", label=<{html_text(name, 40)}>];')
+    for t, users in consumers.items():
+        src = boundary.get(t) or producers.get(t) or inputs.get(t)
+        lines += [f"  {src} -> {user};" for user in users if src is not None and src != user]
+    for k, name in enumerate(partitioned.outputs):
+        lines.append(f'  out{k} [shape=ellipse, style="solid", label=<{html_text(name, 40)}>];')
+        src = producers.get(name) or inputs.get(name)
+        if src is not None:
+            lines.append(f"  {src} -> out{k};")
+    lines += _legend(styles, counts, simulated)
+    lines.append("}")
+    return DotSource("\n".join(lines) + "\n")
+
+
+def _measured_bytes(profile: Any) -> dict[str, int]:
+    """Subgraph name → boundary bytes received per run, as measured by a profile."""
+    rows = getattr(profile, "rows", None) or ()
+    return {r.subgraph: int(r.boundary_bytes) for r in rows}
+
+
+def _tensor_labels(partitioned: Any, measured: Mapping[str, int]) -> dict[str, str]:
+    """Boundary tensor → ``dtype[shape] · bytes``; dynamic sizes filled in from measurements.
+
+    A profile measures bytes per subgraph, so a dynamic tensor gets its measured size when it
+    is the only boundary input of its subgraph; otherwise it says the size is set at run time.
+    """
+    labels = dict(partitioned.tensors)
+    unknown = format_bytes(None)
+    for sg in partitioned.subgraphs:
+        dynamic = [t for t in sg.boundary_inputs if labels.get(t, "").endswith(unknown)]
+        for t in dynamic:
+            head = labels[t][: -len(unknown)]
+            if len(sg.boundary_inputs) == 1 and sg.name in measured:
+                labels[t] = f"{head}{format_bytes(measured[sg.name])} (measured)"
+            else:
+                labels[t] = f"{head}size set at run time"
+    return labels
+
+
+def _collapsed_subgraphs(
+    subs: list[Any],
+    title: str,
+    total: int,
+    styles: Mapping[str, str],
+    counts: Mapping[str, int],
+    simulated: list[str],
+    tensors: Mapping[str, str],
+) -> DotSource:
+    merged = onnx.helper.make_graph([n for sg in subs for n in sg.model.graph.node], "all", [], [])
+    note = (
+        f"collapsed to subgraph level: {total} nodes "
+        f"(limit {COLLAPSE_CLUSTER_NODES} per clustered view)"
+    )
+    groups = [[n.name for n in sg.model.graph.node] for sg in subs]
+    ops = {n.name: n.op_type for sg in subs for n in sg.model.graph.node}
+    return _collapsed(
+        onnx.helper.make_model(merged), title, [note], groups, [sg.device for sg in subs], ops,
+        styles, counts, simulated, tensor_labels=tensors,
+    )  # fmt: skip
+
+
+def _cluster(
+    k: int,
+    sg: Any,
+    styles: Mapping[str, str],
+    big: bool,
+    producers: dict[str, str],
+    consumers: dict[str, list[str]],
+    measured: int | None,
+) -> list[str]:
+    """One subgraph as a DOT cluster; records which drawn node produces/consumes each tensor."""
+    tag = " (simulated)" if sg.simulated else ""
+    received = sg.boundary_bytes if sg.boundary_bytes is not None else measured
+    size = format_bytes(received) if received is not None else "sizes set at run time"
+    label = (
+        f"<<b>{html_text(sg.name)} · {html_text(sg.device)}{tag}</b><br/>"
+        f"{plural(len(sg.nodes), 'node')} · receives {size}>"
+    )
+    lines = [
+        f"  subgraph cluster_{k} {{",
+        f'    label={label}; style="rounded,filled"; fillcolor="#f6f6f6"; '
+        f'color="{_border(styles[sg.device])}"; penwidth=2; fontsize=10; margin=10;',
+    ]
+    for j, n in enumerate(sg.model.graph.node):
+        if big and n.op_type == "Constant":
+            continue
+        this = f"n{k}_{j}"
+        for o in n.output:
+            producers[o] = this
+        for i in node_inputs(n):
+            consumers[i].append(this)
+        tip = f"{n.name} ({n.op_type}) in {sg.name} on {sg.device}"
         lines.append(
-            f'    label={label}; style="rounded,filled"; fillcolor="#f6f6f6"; '
-            f'color="{_border(styles[sg.device])}"; penwidth=2; fontsize=10;'
+            f"    {this} [{styles[sg.device]}, label={_node_label(n.name, n.op_type)}, "
+            f"tooltip={quoted(tip)}];"
         )
-        for n in sg.model.graph.node:
-            if big and n.op_type == "Constant":
-                continue
-            this = f"n{nid}"
-            nid += 1
-            for o in n.output:
-                producers[o] = this
-            for i in node_inputs(n):
-                consumers[i].append((this, k))
-            tip = f"{n.name} ({n.op_type}) in {sg.name} on {sg.device}"
-            lines.append(
-                f"    {this} [{styles[sg.device]}, label={_node_label(n.name, n.op_type)}, "
-                f"tooltip={quoted(tip)}];"
-            )
-        lines.append("  }")
-    boundary_ids: dict[str, str] = {}
+    lines.append("  }")
+    return lines
+
+
+def _boundary_nodes(
+    tensors: Mapping[str, str], producers: Mapping[str, str], lines: list[str]
+) -> dict[str, str]:
+    """Boundary tensors as note-shaped nodes after their producer; tensor → node id."""
+    ids: dict[str, str] = {}
     for j, (t, info) in enumerate(tensors.items()):
-        boundary_ids[t] = f"t{j}"
+        ids[t] = f"t{j}"
         lines.append(
             f'  t{j} [shape=note, style="filled", fillcolor="#fff7d6", fontsize=8, '
             f"label=<{html_text(t, 40)}<br/>{html_text(info, 60)}>, tooltip={quoted(t)}];"
         )
         if t in producers:
             lines.append(f"  {producers[t]} -> t{j};")
-    graph_inputs = list(partitioned.inputs)
-    ins = {}
-    for k, name in enumerate(graph_inputs):
-        ins[name] = f"in{k}"
-        lines.append(f'  in{k} [shape=ellipse, style="solid", label=<{html_text(name, 40)}>];')
-    for t, users in consumers.items():
-        src = boundary_ids.get(t) or producers.get(t) or ins.get(t)
-        if src is None:
-            continue
-        for user, _ in users:
-            if src != user:
-                lines.append(f"  {src} -> {user};")
-    for k, name in enumerate(partitioned.outputs):
-        lines.append(f'  out{k} [shape=ellipse, style="solid", label=<{html_text(name, 40)}>];')
-        src = producers.get(name) or ins.get(name)
-        if src is not None:
-            lines.append(f"  {src} -> out{k};")
-    lines += _legend(styles, counts, simulated)
-    lines.append("}")
-    return DotSource("\n".join(lines) + "\n")
+    return ids
 
 
 def _border(attrs: str) -> str:

@@ -8,13 +8,14 @@ synchronously).
 from __future__ import annotations
 
 from ._base import JobControls
-from .app import Workbench
+from .app import FilePicker, Workbench
 from .views import AffinityView, ConvertPanel, ExplorePanel, ModelView, ReportPanel, TradeoffView
 
 __all__ = [
     "AffinityView",
     "ConvertPanel",
     "ExplorePanel",
+    "FilePicker",
     "JobControls",
     "ModelView",
     "ReportPanel",

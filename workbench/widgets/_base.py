@@ -17,10 +17,10 @@ import ipywidgets as widgets
 
 from ..errors import AccuracyNotReachedError, OperationCancelled
 from ..html_report import describe as describe_error
-from ..html_report import safe_svg
 from ..progress import CancelToken, cancellable, progress_sink
 from ..results import html_table
 from ..viz.plots import figure_svg
+from ..viz.svg import sanitize_svg
 
 #: CSS for messages inside HTML widgets (scoped by class, no global styles)
 STYLE = (
@@ -30,13 +30,22 @@ STYLE = (
     ".wb-table{border-collapse:collapse;font-size:12px}.wb-table td,.wb-table th"
     "{border:1px solid #d9dde5;padding:2px 6px;text-align:left}"
     ".wb-pareto td{background:#e7f5ea;font-weight:600}.wb-mismatch td{background:#fff4d6}"
-    ".wb-svg svg{max-width:100%;height:auto}</style>"
+    ".wb-svg svg{max-width:100%;height:auto}"
+    ".wb-traceback pre{font-size:11px;max-height:300px;overflow:auto;white-space:pre-wrap}"
+    ".wb-banner{display:block;background:#e7f5ea;border-left:4px solid #55a868;padding:6px 10px}"
+    ".wb-banner b{font-size:1.05em}.wb-table td{overflow-wrap:break-word}</style>"
 )
 
 
-def error_html(message: str) -> str:
-    """A readable, escaped error box."""
-    return f'{STYLE}<span class="wb-error">{html.escape(message)}</span>'
+def error_html(message: str, details: str | None = None) -> str:
+    """A readable, escaped error box; ``details`` (a traceback) one click away."""
+    box = f'{STYLE}<span class="wb-error">{html.escape(message)}</span>'
+    if details:
+        box += (
+            '<details class="wb-traceback"><summary>traceback</summary>'
+            f"<pre>{html.escape(details)}</pre></details>"
+        )
+    return box
 
 
 def note_html(message: str, klass: str = "wb-note") -> str:
@@ -44,8 +53,8 @@ def note_html(message: str, klass: str = "wb-note") -> str:
 
 
 def svg_html(svg: str | bytes, prefix: str) -> str:
-    """Sanitized inline SVG (see :func:`workbench.html_report.safe_svg`)."""
-    return f'{STYLE}<div class="wb-svg">{safe_svg(svg, prefix)}</div>'
+    """Sanitized inline SVG (the allowlist of :func:`workbench.viz.svg.sanitize_svg`)."""
+    return f'{STYLE}<div class="wb-svg">{sanitize_svg(svg, prefix)}</div>'
 
 
 def figure_html(fig: Any, prefix: str) -> str:
@@ -61,7 +70,9 @@ class JobControls(widgets.HBox):
     """Run and Cancel buttons, a progress bar and a status line driving one piece of work.
 
     Plain state: ``state`` is ``idle | running | done | error | cancelled``, ``error`` the
-    readable message of the last failure, ``result`` the last value returned by the work.
+    readable message of the last failure (its ``traceback`` one click away in the status line),
+    ``result`` the last value returned by the work. Callables in ``listeners`` are called with
+    the final state when a job ends (the app enables its Report button that way).
     """
 
     def __init__(self, run_label: str = "Run", background: bool = True, icon: str = "play"):
@@ -80,6 +91,7 @@ class JobControls(widgets.HBox):
         self.result: Any = None
         self._token: CancelToken | None = None
         self._thread: threading.Thread | None = None
+        self.listeners: list[Callable[[str], None]] = []
         self.cancel_button.on_click(lambda _b: self.cancel())
         super().__init__([self.run_button, self.cancel_button, self.progress, self.status])
 
@@ -144,14 +156,17 @@ class JobControls(widgets.HBox):
             self.state, self.error = "error", describe_error(e)
             self.traceback = traceback.format_exc()
             self.progress.bar_style = "danger"
-            self.status.value = error_html(self.error)
+            self.status.value = error_html(self.error, self.traceback)
             if on_error is not None:
                 try:
                     on_error(e)
                 except Exception as inner:  # a failing error view must not hide the error
-                    self.status.value = error_html(f"{self.error}\n({describe_error(inner)})")
+                    message = f"{self.error}\n({describe_error(inner)})"
+                    self.status.value = error_html(message, self.traceback)
         finally:
             self.run_button.disabled, self.cancel_button.disabled = False, True
+            for listener in self.listeners:
+                listener(self.state)
 
     @property
     def running(self) -> bool:

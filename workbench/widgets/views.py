@@ -7,6 +7,7 @@ decides anything about models.
 
 from __future__ import annotations
 
+import base64
 import html
 import itertools
 import os
@@ -19,10 +20,11 @@ import onnx
 
 import workbench as wb
 
-from ..errors import AccuracyNotReachedError, InputError
-from ..html_report import describe, study_for_hint, variants_table
+from ..errors import AccuracyNotReachedError, InputError, WorkbenchError
+from ..html_report import Cell, describe, record_label, study_for_hint, variants_table
 from ..model import ensure_node_names
 from ..progress import task
+from ..runtime import RunConfig
 from ._base import (
     STYLE,
     JobControls,
@@ -36,6 +38,10 @@ from ._base import (
 
 HINTS = ("performance", "accuracy", "performance/f16", "performance/bf16")
 VARIANTS = ("f32", "f16", "bf16", "mixed", "int8", "int8-ac")
+#: sessions opened by the panels report unhonoured hints in their results, not as warnings
+QUIET = RunConfig(warn=False)
+#: converted models up to this size get a Download link (a data: URL); bigger ones: Save
+DOWNLOAD_LIMIT = 64 << 20
 _ids = itertools.count(1)
 
 
@@ -129,7 +135,14 @@ class ConvertPanel(widgets.VBox):
         self.max_drop = widgets.BoundedFloatText(value=0.01, min=0.0, max=1.0, step=0.005)
         self.job = JobControls("Convert", background=background, icon="cogs")
         self.output = widgets.HTML("")
+        self.save_path = widgets.Text(
+            value="", placeholder="converted.onnx", layout=widgets.Layout(width="40%")
+        )
+        self.save_button = widgets.Button(description="Save", icon="save", disabled=True)
+        self.download = widgets.HTML("")
+        self.saved: Path | None = None
         self.job.run_button.on_click(lambda _b: self.run())
+        self.save_button.on_click(lambda _b: self.save())
         self.variant.observe(lambda _c: self._update_options(), names="value")
         self._update_options()
         super().__init__(
@@ -140,9 +153,46 @@ class ConvertPanel(widgets.VBox):
                 _row("keep nodes float", self.block_nodes),
                 _row("max accuracy drop", self.max_drop),
                 self.job,
+                widgets.HBox([_label("converted model"), self.save_path, self.save_button]),
+                self.download,
                 self.output,
             ]
         )
+
+    def save(self) -> Path | None:
+        """Write the converted model to the path in the box (the Save button)."""
+        if self.variant_model is None:
+            self.download.value = note_html("convert a model first")
+            return None
+        try:
+            name = self.save_path.value.strip()
+            if not name:
+                raise InputError("give a file name for the converted model, e.g. model_f16.onnx")
+            target = Path(name).expanduser()
+            if target.suffix != ".onnx":
+                raise InputError(f"{name!r}: give a file name ending in .onnx")
+            created = not target.resolve().parent.exists()
+            wb.save_model(self.variant_model, target)
+        except (WorkbenchError, OSError) as e:
+            self.download.value = error_html(describe(e))
+            return None
+        self.saved = target
+        folder = f" (created folder {target.resolve().parent})" if created else ""
+        self.download.value = (
+            self._download_link() + " " + note_html(f"saved to {target.resolve()}{folder}", "wb-ok")
+        )
+        return target
+
+    def _download_link(self) -> str:
+        """A Download link carrying the model bytes (small models only)."""
+        if self.variant_model is None:
+            return ""
+        data = self.variant_model.SerializeToString()
+        name = html.escape(Path(self.save_path.value.strip() or "converted.onnx").name, quote=True)
+        if len(data) > DOWNLOAD_LIMIT:
+            return note_html(f"{len(data) / 2**20:.0f} MiB: too big to download here, use Save")
+        uri = "data:application/octet-stream;base64," + base64.b64encode(data).decode("ascii")
+        return f'<a download="{name}" href="{uri}">⬇ Download {name}</a>'
 
     def _update_options(self) -> None:
         v = self.variant.value
@@ -199,7 +249,7 @@ class ConvertPanel(widgets.VBox):
 
     def _measure(self, label: str, model: onnx.ModelProto) -> dict[str, Any]:
         bench_data = self.dataset.take(4) if self.dataset is not None else None
-        b = wb.benchmark(model, dataset=bench_data, min_time=0.2)
+        b = wb.benchmark(model, dataset=bench_data, min_time=0.2, config=QUIET)
         row: dict[str, Any] = {"model": label}
         if self.dataset is not None and self.validation_fn is not None:
             row["accuracy"] = wb.evaluate(model, self.dataset, self.validation_fn)
@@ -208,6 +258,7 @@ class ConvertPanel(widgets.VBox):
                 "median ms": b.median_ms,
                 "ran": b.precision_ran,
                 "size KiB": model.ByteSize() / 1024,
+                "notes": "; ".join(b.notes),
             }
         )
         return row
@@ -225,11 +276,15 @@ class ConvertPanel(widgets.VBox):
 
     def run(self) -> None:
         """Build and measure the chosen variant (the Convert button)."""
-        self.output.value = ""
+        self.output.value = self.download.value = ""
         self.job.start(self._work, self._show, self._show_error)
 
     def _show(self, value: tuple[onnx.ModelProto, Any, list[dict[str, Any]]]) -> None:
         self.variant_model, self.result, self.comparison = value
+        self.save_button.disabled = False
+        if not self.save_path.value.strip():
+            self.save_path.value = f"{self.model.graph.name or 'model'}_{self.variant.value}.onnx"
+        self.download.value = self._download_link()
         parts = [table_html(self.comparison, title="float32 vs variant")]
         if not isinstance(self.result, onnx.ModelProto) and hasattr(self.result, "summary_rows"):
             parts.append(table_html(self.result.summary_rows(), title=type(self.result).__name__))
@@ -327,15 +382,22 @@ class AffinityView(widgets.VBox):
             aff_svg = wb.render(wb.affinity_dot(self.model, aff), format="svg")
             t.update(postfix="affinity render")
             part = wb.partition(self.model, aff)
-            sub_svg = wb.render(wb.subgraphs_dot(part), format="svg")
             t.update(postfix="partition")
             prof = part.profile(_first_feeds(self.model, self.dataset))
+            sub_svg = wb.render(wb.subgraphs_dot(part, profile=prof), format="svg")
             t.update(postfix="profile")
             benches = []
             data = self.dataset.take(1) if self.dataset is not None else None
             for d in devs:
                 benches.append(
-                    wb.benchmark(self.model, device=d, hint=self.hint.value, dataset=data, runs=20)
+                    wb.benchmark(
+                        self.model,
+                        device=d,
+                        hint=self.hint.value,
+                        dataset=data,
+                        runs=20,
+                        config=QUIET,
+                    )  # fmt: skip
                 )
                 t.update(postfix=f"{d} timed")
         return {
@@ -397,18 +459,22 @@ def _variants_table_html(study: Any) -> str:
     )
 
 
-def _td(text: str, width: int = 60) -> str:
-    """A table cell; long text (notes, errors) is shortened, the full text in its tooltip."""
-    if len(text) <= width:
-        return f"<td>{html.escape(text)}</td>"
-    short = text[: width - 1] + "…"
-    return f'<td title="{html.escape(text, quote=True)}">{html.escape(short)}</td>'
+def _td(c: Cell) -> str:
+    """A table cell: a second small line (an interval), long details one click away."""
+    text = html.escape(c.text)
+    if c.full:
+        text = f"<details><summary>{text}</summary>{html.escape(c.full)}</details>"
+    if c.sub:
+        text += f'<br><small style="color:#5b6475">{html.escape(c.sub)}</small>'
+    return f"<td>{text}</td>"
 
 
-def _cell(v: Any) -> str:
+def _cell(v: Any) -> Cell:
+    if isinstance(v, Cell):
+        return v
     if v is None:
-        return ""
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+        return Cell("")
+    return Cell(f"{v:.4g}" if isinstance(v, float) else str(v))
 
 
 class TradeoffView(widgets.VBox):
@@ -430,7 +496,7 @@ class TradeoffView(widgets.VBox):
 
     def show(self, study: Any) -> None:
         self.study = study
-        hints = sorted({str(getattr(r, "hint", "")) for r in study.records})
+        hints = sorted({h for r in study.records for h in getattr(r, "hints", ()) or (r.hint,)})
         self.hint.options = ("all", *hints)
         self.hint.value = "all"
         self._render_plot()
@@ -476,15 +542,20 @@ class ExplorePanel(widgets.VBox):
         self.hints = _tags(["performance", "accuracy"], list(HINTS))
         self.devices = _tags(chosen, sorted(set(names) | set(chosen)))
         self.job = JobControls("Sweep", background=background, icon="th")
+        self.max_drop = widgets.BoundedFloatText(value=0.01, min=0.0, max=1.0, step=0.005)
+        self.banner = widgets.HTML("")
         self.view = TradeoffView()
         self.study = None
+        self.recommendation: Any = None
         self.job.run_button.on_click(lambda _b: self.run())
         super().__init__(
             [
                 _row("variants", self.variants),
                 _row("hints", self.hints),
                 _row("devices", self.devices),
+                _row("max accuracy drop", self.max_drop),
                 self.job,
+                self.banner,
                 self.view,
             ]
         )
@@ -504,11 +575,37 @@ class ExplorePanel(widgets.VBox):
         )
 
     def run(self) -> None:
+        self.banner.value = ""
         self.job.start(self._work, self._show)
 
     def _show(self, study: Any) -> None:
         self.study = study
         self.view.show(study)
+        self.banner.value = self._banner(study)
+
+    def _banner(self, study: Any) -> str:
+        """The recommendation (``Study.recommend``) as a banner above the plot."""
+        recommend = getattr(study, "recommend", None)
+        if recommend is None:
+            return ""
+        try:
+            rec = recommend(max_drop=self.max_drop.value)
+        except WorkbenchError as e:
+            self.recommendation = None
+            return note_html(f"no recommendation: {describe(e)}")
+        self.recommendation = rec
+        chosen = getattr(rec, "record", None)
+        head = f"<b>Ship {html.escape(record_label(chosen))}.</b> " if chosen is not None else ""
+        status = str(getattr(rec, "status", "ok"))
+        if status != "ok":
+            head += f"<i>({html.escape(status)})</i> "
+        reasons = dict(getattr(rec, "reasons", None) or {})
+        rows = "".join(
+            f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in reasons.items()
+        )
+        more = f"<details><summary>why not the others</summary><ul>{rows}</ul></details>"
+        summary = html.escape(str(getattr(rec, "summary", "")))
+        return f'{STYLE}<div class="wb-banner">{head}{summary}{more if rows else ""}</div>'
 
 
 # --------------------------------------------------------------------------- report
@@ -529,8 +626,27 @@ class ReportPanel(widgets.VBox):
         self.written: Path | None = None
         self.job.run_button.on_click(lambda _b: self.run())
         super().__init__([self.path, self.job, self.link])
+        self.refresh()
+
+    def ready(self) -> bool:
+        """Is there anything to report (a study, a conversion, an affinity, …)?"""
+        kwargs = self.sources()
+        return any(v is not None and v != [] for k, v in kwargs.items() if k != "model")
+
+    def refresh(self) -> None:
+        """Enable Export only when there is something to report, and say so otherwise."""
+        ready = self.ready()
+        self.job.run_button.disabled = not ready or self.job.running
+        if not ready:
+            self.job.status.value = note_html(
+                "nothing to report yet: run Convert, Hints & devices or Explore first"
+            )
+        elif self.job.state == "idle":
+            self.job.status.value = note_html("ready")
 
     def _work(self) -> Path:
+        if not self.ready():
+            raise InputError("nothing to report yet: run Convert, Hints & devices or Explore first")
         if not self.path.value.strip():
             raise InputError("give a file name for the report, e.g. report.html")
         kwargs = self.sources()
