@@ -585,6 +585,52 @@ def f16_big_external(directory: Path, gigabytes: float = 2.1, rows: int = 4096) 
     return path
 
 
+def big_transformer_external(
+    directory: Path, gigabytes: float = 2.1, dim: int = 4096, seq: int = 8, seed: int = 0
+) -> Path:
+    """Transformer-like blocks (LayerNorm → MatMul → Tanh → MatMul → residual Add) whose float32
+    weights total ``gigabytes`` in external data ``large.onnx.data``, written one matrix at a
+    time (never the whole model in memory). Input ``x`` and output ``y``: float32[1, seq, dim].
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    blocks = max(1, round(gigabytes * 2**30 / (2 * dim * dim * 4)))
+    data_name = "large.onnx.data"
+    r = rng(seed)
+    inits: list[TensorProto] = []
+    nodes = []
+    x = "x"
+    with open(directory / data_name, "wb") as fh:
+        for b in range(blocks):
+            inits += [tensor(f"g{b}", np.ones(dim, np.float32)), tensor(f"be{b}", np.zeros(dim, np.float32))]  # fmt: skip
+            for k in (1, 2):
+                raw = (
+                    r.standard_normal((dim, dim), dtype=np.float32) / np.float32(dim**0.5)
+                ).tobytes()
+                t = TensorProto(name=f"w{k}_{b}", data_type=F, dims=[dim, dim])
+                t.data_location = TensorProto.EXTERNAL
+                for key, v in (("location", data_name), ("offset", str(fh.tell())), ("length", str(len(raw)))):  # fmt: skip
+                    e = t.external_data.add()
+                    e.key, e.value = key, v
+                fh.write(raw)
+                inits.append(t)
+            nodes += [
+                helper.make_node("LayerNormalization", [x, f"g{b}", f"be{b}"], [f"n{b}"], name=f"ln{b}", axis=-1),
+                helper.make_node("MatMul", [f"n{b}", f"w1_{b}"], [f"h{b}"], name=f"fc1_{b}"),
+                helper.make_node("Tanh", [f"h{b}"], [f"a{b}"], name=f"act{b}"),
+                helper.make_node("MatMul", [f"a{b}", f"w2_{b}"], [f"o{b}"], name=f"fc2_{b}"),
+                helper.make_node("Add", [x, f"o{b}"], [f"r{b}"], name=f"res{b}"),
+            ]  # fmt: skip
+            x = f"r{b}"
+    nodes.append(helper.make_node("Identity", [x], ["y"], name="out"))
+    shape = [1, seq, dim]
+    graph = helper.make_graph(nodes, "large", [vi("x", F, shape)], [vi("y", F, shape)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = directory / "large.onnx"
+    onnx.save_model(model, path)
+    return path
+
+
 # ----------------------------------------------------------------------------- mixed precision (issue 5)
 
 
@@ -1330,3 +1376,231 @@ def unknown_op_model() -> onnx.ModelProto:
     )
     model.ir_version = 8
     return model
+
+
+# ----------------------------------------------------------------------------- precision quality
+
+
+def f16_tiny_constant() -> onnx.ModelProto:
+    """y = (x · 1e6) · 1e-6: 1e6 is beyond float16, 1e-6 is a float16 subnormal (1.3% off)."""
+    n = helper.make_node
+    inits = [tensor("mega", np.array(1e6, np.float32)), tensor("micro", np.array(1e-6, np.float32))]
+    nodes = [
+        n("Mul", ["x", "mega"], ["big"], name="scale_up"),
+        n("Mul", ["big", "micro"], ["y"], name="scale_down"),
+        n("Relu", ["x"], ["r"], name="relu"),
+    ]
+    outputs = [vi("y", F, ["N", 4]), vi("r", F, ["N", 4])]
+    return make(nodes, [vi("x", F, ["N", 4])], outputs, inits, "f16_tiny_constant")
+
+
+def _gru_branch(tag: str, seed: int, frame: int, hidden: int, shift: float | None):
+    """One If branch of :func:`recurrent_vad`: a GRU-like cell on outer ``xs``/``state``.
+
+    With ``shift``, the cell's logit goes through (v + shift) − shift: float16 rounding at
+    |shift| wipes out the signal, so ``{tag}_shift`` and ``{tag}_unshift`` must stay float.
+    """
+    r = rng(seed)
+    n = helper.make_node
+    w = {
+        k: r.standard_normal(s).astype(np.float32) * 0.4
+        for k, s in (("wz", (frame, hidden)), ("uz", (hidden, hidden)), ("wn", (frame, hidden)),
+                     ("un", (hidden, hidden)), ("wo", (hidden, 1)))
+    }  # fmt: skip
+    inits = [tensor(f"{tag}.{k}", v) for k, v in w.items()]
+    inits += [
+        tensor(f"{tag}.one", np.array(1.0, np.float32)),
+        tensor(f"{tag}.first", np.array([0], np.int64)),
+        tensor(f"{tag}.shape", np.array([1, 1], np.int64)),
+    ]
+    t = tag
+    # h [1, 1, H] (state row 0); xs @ W is [1, H] and broadcasts against it
+    nodes = [
+        n("Gather", ["state", f"{t}.first"], [f"{t}.h"], name=f"{t}_h", axis=0),
+        n("MatMul", ["xs", f"{t}.wz"], [f"{t}.xz"], name=f"{t}_xz"),
+        n("MatMul", [f"{t}.h", f"{t}.uz"], [f"{t}.hz"], name=f"{t}_hz"),
+        n("Add", [f"{t}.xz", f"{t}.hz"], [f"{t}.za"], name=f"{t}_za"),
+        n("Sigmoid", [f"{t}.za"], [f"{t}.z"], name=f"{t}_z"),
+        n("MatMul", ["xs", f"{t}.wn"], [f"{t}.xn"], name=f"{t}_xn"),
+        n("MatMul", [f"{t}.h", f"{t}.un"], [f"{t}.hn"], name=f"{t}_hn"),
+        n("Add", [f"{t}.xn", f"{t}.hn"], [f"{t}.na"], name=f"{t}_na"),
+        n("Tanh", [f"{t}.na"], [f"{t}.n"], name=f"{t}_n"),
+        n("Sub", [f"{t}.one", f"{t}.z"], [f"{t}.zc"], name=f"{t}_zc"),
+        n("Mul", [f"{t}.zc", f"{t}.n"], [f"{t}.a"], name=f"{t}_a"),
+        n("Mul", [f"{t}.z", f"{t}.h"], [f"{t}.b"], name=f"{t}_b"),
+        n("Add", [f"{t}.a", f"{t}.b"], [f"{t}.hnew"], name=f"{t}_hnew"),
+        n("MatMul", [f"{t}.hnew", f"{t}.wo"], [f"{t}.logit3"], name=f"{t}_logit"),
+        n("Reshape", [f"{t}.logit3", f"{t}.shape"], [f"{t}.logit"], name=f"{t}_flat"),
+    ]
+    logit = f"{t}.logit"
+    if shift is not None:
+        inits += [tensor(f"{t}.shift", np.array(shift, np.float32))]
+        nodes += [
+            n("Add", [logit, f"{t}.shift"], [f"{t}.hi"], name=f"{t}_shift"),
+            n("Sub", [f"{t}.hi", f"{t}.shift"], [f"{t}.lo"], name=f"{t}_unshift"),
+        ]
+        logit = f"{t}.lo"
+    nodes += [
+        n("Sigmoid", [logit], [f"{t}.prob"], name=f"{t}_prob"),
+        n("Concat", [f"{t}.hnew", f"{t}.h"], [f"{t}.state"], name=f"{t}_state", axis=0),
+    ]
+    outs = [vi(f"{t}.prob", F, [1, 1]), vi(f"{t}.state", F, [2, 1, hidden])]
+    return helper.make_graph(nodes, f"{tag}_branch", [], outs, inits)
+
+
+def recurrent_vad(frame: int = 16, hidden: int = 8, seed: int = 0) -> onnx.ModelProto:
+    """A voice-activity model built like exported Silero-style VAD/ASR models.
+
+    Inputs ``x`` [1, frame], ``state`` [2, 1, hidden] and ``sr`` (int64 sample rate); outputs
+    ``prob`` [1, 1] and ``state_out``. The main graph normalises the frame and branches with
+    ``If(sr == 16000)``; each branch is a GRU-like cell. The 16 kHz branch holds the float16
+    error source (``vad16_shift``/``vad16_unshift``, a cancellation at 2048): only body nodes
+    cause the error.
+    """
+    n = helper.make_node
+    inits = [
+        tensor("gain", np.array(0.5, np.float32)),
+        tensor("sr16k", np.array(16000, np.int64)),
+        tensor("lo", np.array(0.0, np.float32)),
+        tensor("hi", np.array(1.0, np.float32)),
+    ]
+    nodes = [
+        n("Mul", ["x", "gain"], ["xg"], name="norm_gain"),
+        n("Tanh", ["xg"], ["xs"], name="norm_tanh"),
+        n("Equal", ["sr", "sr16k"], ["is16k"], name="is_16k"),
+        n(
+            "If",
+            ["is16k"],
+            ["p", "state_out"],
+            name="rate_switch",
+            then_branch=_gru_branch("vad16", seed, frame, hidden, shift=2048.0),
+            else_branch=_gru_branch("vad8", seed + 1, frame, hidden, shift=None),
+        ),
+        n("Clip", ["p", "lo", "hi"], ["prob"], name="prob_clip"),
+    ]
+    inputs = [
+        vi("x", F, [1, frame]),
+        vi("state", F, [2, 1, hidden]),
+        vi("sr", TensorProto.INT64, []),
+    ]
+    outputs = [vi("prob", F, [1, 1]), vi("state_out", F, [2, 1, hidden])]
+    return make(nodes, inputs, outputs, inits, "recurrent_vad")
+
+
+def recurrent_vad_feeds(n: int = 8, frame: int = 16, hidden: int = 8, seed: int = 0) -> list:
+    """``n`` 16 kHz frames with a random state for :func:`recurrent_vad`."""
+    r = rng(seed)
+    return [
+        {
+            "x": r.standard_normal((1, frame)).astype(np.float32),
+            "state": (0.5 * r.standard_normal((2, 1, hidden))).astype(np.float32),
+            "sr": np.array(16000, np.int64),
+        }
+        for _ in range(n)
+    ]
+
+
+FLOAT16_FAMILIES += ("f16_tiny_constant", "recurrent_vad")
+
+
+# ----------------------------------------------------------------------------- int8 on real-model shapes (issue 13)
+
+
+def int8_sample_rate_mlp(seed: int = 0, opset: int = OPSET) -> onnx.ModelProto:
+    """x[N,16], sr[1] int64 → Cast(sr)·(1/16000) scales x → fc1/Relu → fc2 → y[N,4].
+
+    Like exported VAD models, an integer input reaches float math: with a constant sample rate
+    the Cast output is a constant 16000.0, a degenerate range where a 2048-bin histogram cannot
+    be built ("Too many bins for data range").
+    """
+    r = rng(seed)
+    w1 = (r.standard_normal((16, 32)) * 0.35).astype(np.float32)
+    w2 = (r.standard_normal((32, 4)) * 0.25).astype(np.float32)
+    inits = [
+        tensor("inv_sr", np.array([1.0 / 16000.0], np.float32)),
+        tensor("fc1.w", w1),
+        tensor("fc1.b", np.zeros(32, np.float32)),
+        tensor("fc2.w", w2),
+        tensor("fc2.b", np.zeros(4, np.float32)),
+    ]
+    nodes = [
+        helper.make_node("Cast", ["sr"], ["sr_f"], to=F, name="cast_sr"),
+        helper.make_node("Mul", ["sr_f", "inv_sr"], ["gain"], name="gain"),
+        helper.make_node("Mul", ["x", "gain"], ["xs"], name="scale"),
+        helper.make_node("Gemm", ["xs", "fc1.w", "fc1.b"], ["h"], name="fc1"),
+        helper.make_node("Relu", ["h"], ["hr"], name="relu1"),
+        helper.make_node("Gemm", ["hr", "fc2.w", "fc2.b"], ["y"], name="fc2"),
+    ]
+    return make(
+        nodes,
+        [vi("x", F, ["N", 16]), vi("sr", TensorProto.INT64, [1])],
+        [vi("y", F, ["N", 4])],
+        inits,
+        "sample_rate_mlp",
+        opset=opset,
+    )
+
+
+def sample_rate_feeds(n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Feeds for :func:`int8_sample_rate_mlp`: random x, the sample rate always 16000."""
+    r = rng(seed)
+    return [
+        {
+            "x": r.standard_normal((1, 16)).astype(np.float32),
+            "sr": np.array([16000], np.int64),
+        }
+        for _ in range(n)
+    ]
+
+
+def old_opset_cnn(opset: int = 11, seed: int = 0) -> onnx.ModelProto:
+    """x[N,3,8,8] → Conv/Relu → Conv/Relu → Flatten → MatMul+Add → y[N,4] at an old opset.
+
+    PaddlePaddle exports at opset 11/12 look like this: per-channel ``DequantizeLinear`` needs
+    ``axis`` (opset 13), so int8 must upgrade the model or quantize per tensor.
+    """
+    r = rng(seed)
+    inits = [
+        tensor("c1.w", (r.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)),
+        tensor("c1.b", (r.standard_normal(8) * 0.05).astype(np.float32)),
+        tensor("c2.w", (r.standard_normal((8, 8, 3, 3)) * 0.15).astype(np.float32)),
+        tensor("c2.b", (r.standard_normal(8) * 0.05).astype(np.float32)),
+        tensor("fc.w", (r.standard_normal((8 * 8 * 8, 4)) * 0.05).astype(np.float32)),
+        tensor("fc.b", np.zeros(4, np.float32)),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "c1.w", "c1.b"], ["a1"], pads=[1, 1, 1, 1], name="conv1"),
+        helper.make_node("Relu", ["a1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "c2.w", "c2.b"], ["a2"], pads=[1, 1, 1, 1], name="conv2"),
+        helper.make_node("Relu", ["a2"], ["r2"], name="relu2"),
+        helper.make_node("Flatten", ["r2"], ["f"], axis=1, name="flatten"),
+        helper.make_node("MatMul", ["f", "fc.w"], ["m"], name="fc"),
+        helper.make_node("Add", ["m", "fc.b"], ["y"], name="fc_bias"),
+    ]
+    return make(
+        nodes,
+        [vi("x", F, ["N", 3, 8, 8])],
+        [vi("y", F, ["N", 4])],
+        inits,
+        f"old_opset{opset}_cnn",
+        opset=opset,
+    )
+
+
+def int8_contrib_inverse(seed: int = 0) -> onnx.ModelProto:
+    """x[4,4] → com.microsoft Inverse → MatMul W → y[4,4]: ORT runs it, but its symbolic shape
+    inference cannot finish (and then saves ``sym_shape_infer_temp.onnx`` into the cwd)."""
+    w = (rng(seed).standard_normal((4, 4)) * 0.5).astype(np.float32)
+    nodes = [
+        helper.make_node("Inverse", ["x"], ["inv"], domain="com.microsoft", name="inverse"),
+        helper.make_node("MatMul", ["inv", "w"], ["y"], name="matmul"),
+    ]
+    return make(
+        nodes,
+        [vi("x", F, [4, 4])],
+        [vi("y", F, [4, 4])],
+        [tensor("w", w)],
+        "contrib_inverse",
+        extra_opsets=[("com.microsoft", 1)],
+        value_info=[vi("inv", F, [4, 4])],
+    )

@@ -255,3 +255,121 @@ def test_underflowing_intermediates_stay_float(tmodels):
     assert all(r.kept_float[k]["reason"].startswith("underflow") for k in ("down2", "up1"))
     assert {"down1", "up2"} <= set(r.converted)
     _within(r, m, ds)
+
+
+# ----------------------------------------------------------------------------- control flow (issue 18)
+
+VAD_ERROR = {"vad16_shift", "vad16_unshift"}
+
+
+def _vad_within(result: MixedPrecisionResult, model: onnx.ModelProto, feeds, rtol=1e-2, atol=1e-3):
+    ref, new = open_runner(model), open_runner(result.model)
+    for fd in feeds:
+        a, b = new(fd), ref(fd)
+        for name in b:
+            assert within_tolerance(a[name], b[name], rtol, atol), name
+
+
+def test_search_finds_error_inside_if_body_in_few_evaluations(tmodels):
+    m = tmodels.recurrent_vad()
+    feeds = tmodels.recurrent_vad_feeds(8)
+    r = auto_mixed_precision(m, feeds)
+    # the error comes from two nodes inside the 16 kHz branch: they are what stays float
+    searched = {k for k, v in r.kept_float.items() if v["reason"].startswith("sensitive")}
+    assert searched == VAD_ERROR
+    accepted = [h["evaluation"] for h in r.history if h["accepted"]]
+    assert accepted and accepted[0] <= 3 and r.evaluations <= 6
+    # body nodes are ranked one by one, the error source on top
+    top = sorted(r.sensitivity, key=lambda k: -r.sensitivity[k])[:2]
+    assert set(top) == VAD_ERROR
+    assert {"vad16_xz", "vad16_hnew", "vad8_xz", "norm_gain"} <= set(r.converted)
+    assert r.converted_fraction > 0.8
+    # the probe's prediction is shown next to what ONNX Runtime measured for the final model
+    assert r.predicted_error is not None and r.predicted_error <= 1.0
+    assert r.measured_error is not None and r.measured_error <= 1.0
+    assert "not modelled" in r.simulation
+    assert any(row["field"] == "predicted vs measured" for row in r.summary_rows())
+    _vad_within(r, m, feeds)
+    # deterministic: same inputs, same bytes
+    again = auto_mixed_precision(m, feeds)
+    assert again.model.SerializeToString() == r.model.SerializeToString()
+
+
+def test_block_nodes_keeps_individual_body_nodes_float(tmodels):
+    m = tmodels.recurrent_vad()
+    converted = convert_float16(m, block_nodes=["vad16_shift"])
+    switch = next(n for n in converted.graph.node if n.op_type == "If")
+    then_branch = next(a.g for a in switch.attribute if a.name == "then_branch")
+    by_name = {n.name: n for n in then_branch.node}
+    assert by_name["vad16_shift"].op_type == "Add"
+    shift_const = next(t for t in then_branch.initializer if t.name == "vad16.shift")
+    assert shift_const.data_type == onnx.TensorProto.FLOAT  # its consumer stays float32
+    # the blocked node reads float32 (a cast in front of it), its neighbours are float16
+    producers = {o: n for n in then_branch.node for o in n.output}
+    src = producers[by_name["vad16_shift"].input[0]]
+    assert src.op_type == "Cast" and src.attribute[0].i == onnx.TensorProto.FLOAT
+    feeds = tmodels.recurrent_vad_feeds(2)
+    ref, got = open_runner(m), open_runner(converted)
+    for fd in feeds:
+        assert np.isfinite(got(fd)["prob"]).all()
+        assert ref(fd)["state_out"].shape == got(fd)["state_out"].shape
+
+
+def test_probe_items_option(tmodels):
+    m = tmodels.mixed_sensitive()
+    ds = _data(m)
+    one = auto_mixed_precision(m, ds, probe_items=1)
+    many = auto_mixed_precision(m, ds, probe_items=8)
+    assert set(one.kept_float) >= CANCEL and set(many.kept_float) >= CANCEL
+    with pytest.raises(InputError, match="probe_items"):
+        auto_mixed_precision(m, ds, probe_items=0)
+
+
+def test_ranges_cover_values_inside_bodies(tmodels):
+    from workbench.precision._instrument import tensor_ranges
+
+    m = ensure_node_names(tmodels.recurrent_vad())
+    feeds = tmodels.recurrent_vad_feeds(3)
+    ranges = tensor_ranges(m, feeds, tiny=2.0**-14)
+    # v + 2048 inside the 16 kHz branch (|v| is a few units): measured, near 2048
+    assert 2040 < ranges["vad16.hi"].max_abs < 2060
+    assert ranges["vad16.hi"].nonzero == 3  # one value per item; the other branch never ran
+    loop = ensure_node_names(tmodels.f16_loop())
+    r = tensor_ranges(loop, [{"x": np.ones((2, 8), np.float32)}], tiny=2.0**-14)
+    assert "m" in r  # a Loop body value, stacked over iterations
+
+
+@pytest.mark.parametrize(
+    ("family", "body_node"), [("f16_loop", "body_mm"), ("f16_scan", "body_mul")]
+)
+def test_loop_and_scan_body_nodes_are_ranked_individually(tmodels, family, body_node):
+    m = getattr(tmodels, family)()
+    ds = wb.random_dataset(m, n=2, seed=0)
+    # a tolerance nothing meets forces the probe to rank every candidate
+    r = auto_mixed_precision(m, ds, rtol=0.0, atol=0.0, max_evaluations=4)
+    assert body_node in r.sensitivity
+    _within(r, m, ds, rtol=0.0, atol=0.0)
+
+
+@pytest.mark.slow
+def test_real_recurrent_vad_converts_its_if_bodies(corpus_models):
+    """Silero VAD (torch.onnx export): the work sits in If bodies, which must be searched."""
+    import corpus
+
+    from workbench.model import iter_graphs
+
+    name = "silero_vad_op15"
+    m = wb.load_model(corpus_models[name])
+    feeds = corpus.feeds(name, n=4, seed=0)
+    r = auto_mixed_precision(m, feeds)
+    named = ensure_node_names(m)
+    body = {n.name for g in list(iter_graphs(named.graph))[1:] for n in g.node}
+    float_body = body & (set(r.converted) | set(r.kept_float))  # body nodes touching floats
+    assert len(set(r.converted) & body) > len(float_body) // 2
+    assert r.converted_fraction > 0.5
+    assert r.measured_error is not None and r.measured_error <= 1.0
+    ref, new = open_runner(named), open_runner(r.model)
+    for fd in feeds:
+        a, b = new(fd), ref(fd)
+        for k in b:
+            assert within_tolerance(a[k], b[k], 1e-2, 1e-3), k

@@ -3,12 +3,22 @@
 Both build a new model with ``onnx_ir`` from the caller's (never mutating it) and run it in
 ONNX Runtime:
 
-* :func:`tensor_ranges` exposes every float32 tensor of the main graph as an output and
-  records max |x|, the smallest nonzero |x| and how many nonzero values are below a threshold;
+* :func:`tensor_ranges` exposes every float32 tensor as an output — main-graph values
+  directly, values inside If/Loop/Scan bodies as extra outputs of their node (an If's other
+  branch yields an empty tensor, Loop/Scan stack them per iteration) — and records max |x|,
+  the smallest nonzero |x| and how many nonzero values are below a threshold;
 * :func:`rounding_probe` puts a switch ``Where(mask[j], round(x), x)`` on every float input
-  and output of each probed node ``j``, where ``round`` is a Cast round-trip through
-  float16/bfloat16 (weights are rounded once in numpy). One session then simulates any set of
-  nodes computing in the low precision — the node set is just the ``mask`` input.
+  and output of each probed node ``j`` — in the main graph or inside If/Loop/Scan bodies —
+  where ``round`` is a Cast round-trip through float16/bfloat16 (weights are rounded once in
+  numpy). One session then simulates any set of nodes computing in the low precision — the
+  node set is just the ``mask`` input.
+
+What the probe models, exactly (:data:`SIMULATION`): storage rounding of every tensor a node
+reads and writes. What it does not model: rounding *inside* a kernel — accumulation of
+reductions (ReduceSum/ReduceMean, Softmax's sum, LayerNormalization's mean and variance, the
+dot products of MatMul/Gemm/Conv) in the low type. Hardware accumulating long reductions in
+float16 can lose more than the probe predicts; most float16 kernels (ONNX Runtime CUDA/CPU,
+oneDNN, cuBLAS) accumulate in float32, which is what the probe assumes.
 """
 
 from __future__ import annotations
@@ -21,14 +31,23 @@ import onnx
 import onnx_ir as ir
 import onnxruntime as ort
 
+from ..precisions import NUMPY_TYPES, ONNX_TYPES, canonical
 from ..progress import check_cancelled
 from ..runtime import prepare_feeds
 from ..runtime.ort import _np_type, make_session, session_options
-from ..tensor_types import inferred
+from ..tensor_types import graph_value_types, inferred
+from .float16 import ir_from_proto, restore_types
 
 Feeds = dict[str, np.ndarray]
 _FLOAT = ir.DataType.FLOAT
 _SELECT = "__wb_probe_select"
+#: what :func:`rounding_probe` simulates (quoted in MixedPrecisionResult.simulation)
+SIMULATION = (
+    "storage rounding: each converted node's float inputs, weights and outputs rounded to the "
+    "target type, computation and accumulation in float32 (as float16 kernels that accumulate "
+    "in float32 do); not modelled: accumulation in the low type inside reductions (ReduceSum, "
+    "Softmax, LayerNormalization variance, long MatMul/Conv dot products)"
+)
 
 
 @dataclass(frozen=True)
@@ -57,9 +76,13 @@ def _top_level_floats(graph: ir.Graph) -> list[ir.Value]:
     return out
 
 
-def _typed_ir(model: onnx.ModelProto) -> ir.Model:
-    """IR model with inferred element types on intermediate values (where ONNX can infer them)."""
-    return ir.from_proto(inferred(model))
+def _typed_ir(model: onnx.ModelProto) -> tuple[ir.Model, dict[str, onnx.TypeProto]]:
+    """IR model with inferred element types on intermediate values (where ONNX can infer them).
+
+    Not onnx-ir's ShapeInferencePass: it logs a warning per value ONNX inference leaves out
+    (routine in models with custom ops) and strict mode fails where ours falls back.
+    """
+    return ir_from_proto(inferred(model))
 
 
 def _update(stats: dict[str, list[float]], name: str, array: np.ndarray, tiny: float) -> None:
@@ -77,24 +100,29 @@ def _update(stats: dict[str, list[float]], name: str, array: np.ndarray, tiny: f
 def tensor_ranges(
     model: onnx.ModelProto, feeds: Sequence[Feeds], tiny: float
 ) -> dict[str, TensorRange]:
-    """Range of every float32 tensor (graph inputs, initializers, main-graph intermediates).
+    """Range of every float32 tensor (graph inputs, initializers, intermediates in the main
+    graph and in If/Loop/Scan bodies).
 
     One ONNX Runtime session with every float intermediate added as a graph output, run once
-    per item. ``tiny`` is the threshold counted in :attr:`TensorRange.tiny`.
+    per item. ``tiny`` is the threshold counted in :attr:`TensorRange.tiny`. Where ONNX Runtime
+    cannot run the body instrumentation (e.g. a Loop value whose shape changes between
+    iterations cannot be stacked), only main-graph values are measured.
     """
-    m = _typed_ir(model)
+    m, saved = _typed_ir(model)
     g = m.graph
     present = {v.name for v in g.outputs}
     for v in _top_level_floats(g):
         if v.name not in present:
             g.outputs.append(v)
-    session = make_session(ir.to_proto(m))
-    names = [o.name for o in session.get_outputs()]
+    flat = ir.to_proto(m)
+    restore_types(flat, saved)
+    session, alias = _ranges_session(model, flat, feeds)
+    names = [alias.get(o.name, o.name) for o in session.get_outputs()]
     stats: dict[str, list[float]] = {}
     for init in g.initializers.values():
         if init.dtype == _FLOAT and init.const_value is not None:
             _update(stats, init.name, init.const_value.numpy(), tiny)
-    specs = {i.name: _np_type(i.type) for i in session.get_inputs()}
+    specs = _specs(session)
     for raw in feeds:
         check_cancelled()
         fd = prepare_feeds(raw, specs)
@@ -104,37 +132,135 @@ def tensor_ranges(
         for name, arr in zip(names, session.run(None, fd), strict=True):
             if isinstance(arr, np.ndarray) and arr.dtype.kind == "f":
                 _update(stats, name, arr, tiny)
+    for body in _bodies(flat.graph):
+        for t in body.initializer:
+            if t.data_type == onnx.TensorProto.FLOAT:
+                _update(stats, t.name, onnx.numpy_helper.to_array(t), tiny)
     return {k: TensorRange(v[0], v[1], int(v[2]), int(v[3])) for k, v in stats.items()}
+
+
+def _ranges_session(
+    model: onnx.ModelProto, flat: onnx.ModelProto, feeds: Sequence[Feeds]
+) -> tuple[ort.InferenceSession, dict[str, str]]:
+    """(session over ``flat`` with body values exposed too, output name → body value name);
+    main-graph values only where the model has no bodies or ORT cannot run the exposure."""
+    if next(_bodies(flat.graph), None) is None:  # no control flow: no copy of the model
+        return make_session(flat), {}
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(flat)
+    floats = {k for types in graph_value_types(model) for k, t in types.items() if t == _FLOAT}
+    alias: dict[str, str] = {}
+    _expose_bodies(exposed.graph, floats, alias)
+    for node in exposed.graph.node:
+        for out in node.output:
+            if out in alias:
+                exposed.graph.output.append(onnx.helper.make_tensor_value_info(out, 1, None))
+    if not alias:
+        return make_session(flat), {}
+    try:
+        session = make_session(exposed)
+        if feeds:  # a body value whose shape changes between iterations fails only at run time
+            session.run(None, prepare_feeds(feeds[0], _specs(session)))
+    except Exception:  # noqa: BLE001 - any ORT failure: fall back to main-graph values
+        return make_session(flat), {}
+    return session, alias
+
+
+def _specs(session: ort.InferenceSession) -> dict[str, np.dtype]:
+    return {i.name: _np_type(i.type) for i in session.get_inputs()}
+
+
+def _bodies(graph: onnx.GraphProto):
+    """Every subgraph below ``graph`` (depth first)."""
+    for node in graph.node:
+        for a in node.attribute:
+            subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+            for sub in subs:
+                yield sub
+                yield from _bodies(sub)
+
+
+def _expose_bodies(graph: onnx.GraphProto, floats: set[str], alias: dict[str, str]) -> None:
+    """Make the float values computed in If/Loop/Scan bodies extra outputs of their node.
+
+    Inner bodies first, so a nested value surfaces through each enclosing node in turn.
+    ``alias`` maps each added output name to the body value it carries. Edited on a proto
+    copy: onnx-ir has no pass for this, and a node's outputs are fixed in the IR.
+    """
+    for node in graph.node:
+        subs = {a.name: a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH}
+        if not subs or node.domain not in ("", "ai.onnx"):
+            continue
+        for sub in subs.values():
+            _expose_bodies(sub, floats, alias)
+        if node.op_type == "If" and set(subs) == {"then_branch", "else_branch"}:
+            then_g, else_g = subs["then_branch"], subs["else_branch"]
+            for own, other in ((then_g, else_g), (else_g, then_g)):
+                for name in _produced_floats(own, floats):
+                    out = _fresh(alias, name)
+                    own.output.append(onnx.helper.make_tensor_value_info(name, 1, None))
+                    empty = onnx.helper.make_tensor(f"{out}_empty", 1, [0], [])
+                    other.node.append(
+                        onnx.helper.make_node("Constant", [], [f"{out}_empty"], value=empty)
+                    )
+                    other.output.append(onnx.helper.make_tensor_value_info(f"{out}_empty", 1, None))
+                    node.output.append(out)
+        elif node.op_type in ("Loop", "Scan") and "body" in subs:
+            body = subs["body"]
+            added = 0
+            for name in _produced_floats(body, floats):
+                body.output.append(onnx.helper.make_tensor_value_info(name, 1, None))
+                node.output.append(_fresh(alias, name))
+                added += 1
+            for a in node.attribute:  # Scan: one axis/direction per scan output
+                if a.name in ("scan_output_axes", "scan_output_directions"):
+                    a.ints.extend([0] * added)
+
+
+def _produced_floats(body: onnx.GraphProto, floats: set[str]) -> list[str]:
+    outputs = {o.name for o in body.output}
+    return [
+        v
+        for n in body.node
+        for v in n.output
+        if v and v not in outputs and (v in floats or v.startswith("__wb_range"))
+    ]
+
+
+def _fresh(alias: dict[str, str], name: str) -> str:
+    out = f"__wb_range{len(alias)}"
+    alias[out] = alias.get(name, name)
+    return out
 
 
 def _round_array(array: np.ndarray, dtype: str) -> np.ndarray:
     """float32 values as stored in ``dtype`` and read back."""
-    if dtype == "bfloat16":
-        import ml_dtypes
-
-        return array.astype(ml_dtypes.bfloat16).astype(np.float32)
     with np.errstate(over="ignore"):
-        return array.astype(np.float16).astype(np.float32)
+        return array.astype(NUMPY_TYPES[canonical(dtype)]).astype(np.float32)
 
 
 class _ProbeBuilder:
     """Inserts the rounding switches; one Cast round-trip per value, one Where per use."""
 
     def __init__(self, m: ir.Model, dtype: str):
-        self.g = m.graph
+        self.g = m.graph  # rounded weights live here: visible in every body as outer scope
         self.dtype = dtype
-        self.to = onnx.TensorProto.BFLOAT16 if dtype == "bfloat16" else onnx.TensorProto.FLOAT16
-        self.rounded: dict[int, ir.Value] = {}  # id(value) → its rounded twin
+        self.to = ONNX_TYPES[canonical(dtype)]
+        #: (id(graph), id(value)) → its rounded twin, computed in that graph (a twin made in a
+        #: body is not visible outside it)
+        self.rounded: dict[tuple[int, int], ir.Value] = {}
         self.count = 0
 
     def _name(self, what: str) -> str:
         self.count += 1
         return f"__wb_probe_{what}{self.count}"
 
-    def twin(self, x: ir.Value, before: list[ir.Node]) -> ir.Value:
-        """The rounded version of ``x`` (constants rounded in numpy, activations by Cast)."""
-        if id(x) in self.rounded:
-            return self.rounded[id(x)]
+    def twin(self, x: ir.Value, before: list[ir.Node], graph: ir.Graph) -> ir.Value:
+        """The rounded version of ``x`` usable in ``graph`` (constants rounded in numpy,
+        activations by Cast)."""
+        key = (id(graph), id(x))
+        if key in self.rounded:
+            return self.rounded[key]
         const = x.const_value if x.is_initializer() else None
         if const is not None:
             r = ir.Value(
@@ -145,44 +271,53 @@ class _ProbeBuilder:
         else:
             c1 = ir.node("Cast", [x], {"to": self.to}, name=self._name("lo"))
             c2 = ir.node("Cast", c1.outputs, {"to": onnx.TensorProto.FLOAT}, name=self._name("hi"))
+            c1.outputs[0].name = self._name("lo_v")
+            c2.outputs[0].name = self._name("hi_v")
             before.extend((c1, c2))
             r = c2.outputs[0]
         r.dtype = _FLOAT
-        self.rounded[id(x)] = r
+        self.rounded[key] = r
         return r
 
     def switch(self, cond: ir.Value, rounded: ir.Value, x: ir.Value) -> ir.Node:
         w = ir.node("Where", [cond, rounded, x], name=self._name("where"))
+        # every value gets a unique name: each body has its own naming authority, and its
+        # automatic names would shadow the main graph's
+        w.outputs[0].name = self._name("where_v")
         w.outputs[0].dtype = _FLOAT
         return w
 
     def probe_node(self, node: ir.Node, cond: ir.Value, before: list[ir.Node]) -> None:
+        g = node.graph
+        assert g is not None
         for i, x in enumerate(node.inputs):
             if x is not None and _is_float(x):
-                w = self.switch(cond, self.twin(x, before), x)
+                r = self.twin(x, before, g)
+                w = self.switch(cond, r, x)
                 before.append(w)
-                self.rounded[id(w.outputs[0])] = self.rounded[id(x)]
+                self.rounded[(id(g), id(w.outputs[0]))] = r
                 node.replace_input_with(i, w.outputs[0])
-        self.g.insert_before(node, before)
+        g.insert_before(node, before)
         after: list[ir.Node] = []
         for y in node.outputs:
             if not _is_float(y):
                 continue
             uses = list(y.uses())
-            r = self.twin(y, after)
+            r = self.twin(y, after, g)
             w = self.switch(cond, r, y)
             after.append(w)
-            self.rounded[id(w.outputs[0])] = r  # rounding a switched value = rounding y
+            self.rounded[(id(g), id(w.outputs[0]))] = r  # rounding a switched value = rounding y
             for use in uses:
                 use.node.replace_input_with(use.idx, w.outputs[0])
-            if y.is_graph_output():  # the graph output keeps its name, on the switched value
-                pos = [id(v) for v in self.g.outputs].index(id(y))
+            positions = [k for k, v in enumerate(g.outputs) if v is y]
+            if positions:  # the graph output keeps its name, on the switched value
                 name = y.name
                 y.name = self._name("raw")
                 w.outputs[0].name = name
-                self.g.outputs[pos] = w.outputs[0]
+                for pos in positions:
+                    g.outputs[pos] = w.outputs[0]
         if after:
-            self.g.insert_after(node, after)
+            g.insert_after(node, after)
 
 
 def rounding_probe(
@@ -190,29 +325,36 @@ def rounding_probe(
 ) -> Callable[[np.ndarray, Feeds], dict[str, np.ndarray]]:
     """A function ``run(mask, feeds)`` giving the outputs with the nodes ``probed[mask]`` rounded.
 
+    ``probed`` may name nodes of the main graph and of If/Loop/Scan bodies (at any depth).
+
     ``mask`` is a bool vector over ``probed``; all False rounds nothing (the probe's own fp32
     reference). Rounding covers each selected node's float32 inputs (activations and weights)
-    and outputs, i.e. what a low-precision kernel reads and writes. One session serves every
+    and outputs, i.e. what a low-precision kernel reads and writes (:data:`SIMULATION` says
+    what is not modelled). One session serves every
     mask, so measuring a node set costs one run per item, not a conversion and a session.
     """
-    m = _typed_ir(model)
+    m, saved = _typed_ir(model)
     g = m.graph
     select = ir.Value(
         name=_SELECT, type=ir.TensorType(ir.DataType.BOOL), shape=ir.Shape([len(probed)])
     )
     g.inputs.append(select)
-    by_name = {n.name: n for n in g}
+    by_name = {n.name: n for graph in m.graphs() for n in graph}
     builder = _ProbeBuilder(m, dtype)
     for j, name in enumerate(probed):
         index = ir.Value(name=f"__wb_probe_j{j}", const_value=ir.tensor(np.array(j, np.int64)))
         g.register_initializer(index)
         cond = ir.node("Gather", [select, index], name=f"__wb_probe_sel{j}")
+        cond.outputs[0].dtype = ir.DataType.BOOL
+        cond.outputs[0].name = f"__wb_probe_sel{j}_v"
         builder.probe_node(by_name[name], cond.outputs[0], [cond])
     # the probe is a measuring device: no optimization may fuse away its Cast round-trips,
     # and skipping them keeps session creation fast on big graphs
     options = session_options()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = make_session(ir.to_proto(m), options=options)
+    proto = ir.to_proto(m)
+    restore_types(proto, saved)
+    session = make_session(proto, options=options)
     specs = {i.name: _np_type(i.type) for i in session.get_inputs() if i.name != _SELECT}
     names = [o.name for o in session.get_outputs()]
 

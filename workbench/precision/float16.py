@@ -23,13 +23,20 @@ float16 (they compute in float16 where a provider has the kernel; on CPU ORT run
 through its own inserted casts) and are listed in ``Float16Result.runs_in_float32``. bfloat16 has no such fallback in
 ORT, so a node goes to bfloat16 only where a kernel exists; elsewhere it computes in float32 while
 its weights are stored in bfloat16 and cast at use.
+
+Speed (``benchmarks/bench_float16.py``): linear in the number of nodes, so ≥ 20× faster than
+onnxconverter-common once ops are blocked (it is quadratic there). On a plain 10,000-node chain
+it is ~3× slower: the onnx-ir round trip (``from_proto`` + ``to_proto``) alone costs ~1.8× the
+reference's whole conversion, and the cyclic GC passing over the ~30 IR objects per node
+another ~1.6× (the pass no longer pauses the GC: that is process-wide state). Matching the
+reference there would take a proto-level path that plans from name → producer/consumer maps
+and edits a copied GraphProto in place, creating no per-node Python objects.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import html
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -37,21 +44,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import ml_dtypes
 import numpy as np
 import onnx
 import onnx_ir as ir
 
 from ..errors import InputError, UnsupportedError
 from ..model import check_external_data, ensure_node_names, iter_graphs, load_model
+from ..precisions import DTYPE_NAMES, LOW_FLOATS, NUMPY_TYPES, ONNX_TYPES, canonical, limits
 from ..progress import task
 from ..results import Result, html_table
 from ..runtime import kernels
 from ..tensor_types import graph_value_types, schema_type_constraints
 
 F32 = ir.DataType.FLOAT
-_LOW = {"float16": ir.DataType.FLOAT16, "bfloat16": ir.DataType.BFLOAT16}
-_ALIASES = {"fp16": "float16", "f16": "float16", "half": "float16", "bf16": "bfloat16"}
 #: progress bars only for models at least this big (small ones finish instantly)
 _PROGRESS_MIN_NODES = 2000
 _PROGRESS_MIN_BYTES = 256 << 20
@@ -83,6 +88,8 @@ class Float16Result(Result):
     out of range, no kernel, control flow, schema). ``runs_in_float32``: converted nodes that
     ``provider`` has no ``dtype`` kernel for, so ONNX Runtime computes them in float32 there.
     ``flushed_to_zero``: constant → how many non-zero values became 0.
+    ``constant_errors``: constant kept float32 because its ``dtype`` form would be too far off →
+    its largest relative rounding error (see ``max_constant_error`` of :func:`convert_float16`).
     """
 
     model: onnx.ModelProto
@@ -92,6 +99,7 @@ class Float16Result(Result):
     casts_inserted: int
     runs_in_float32: dict[str, str] = field(default_factory=dict)
     flushed_to_zero: dict[str, int] = field(default_factory=dict)
+    constant_errors: dict[str, float] = field(default_factory=dict)
     weights_converted: int = 0
     provider: str = kernels.CPU
     notes: tuple[str, ...] = ()
@@ -139,6 +147,9 @@ class Float16Result(Result):
         if len(self.kept_float) > 20:
             lines.append(f"  … {len(self.kept_float) - 20} more kept float32")
         lines += [f"  flushed to zero: {n} ({c} values)" for n, c in self.flushed_to_zero.items()]
+        lines += [
+            f"  kept float32 (rounding error {e:.3g}): {n}" for n, e in self.constant_errors.items()
+        ]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -148,14 +159,52 @@ class Float16Result(Result):
 # ----------------------------------------------------------------------------- loading & naming
 
 
-def _load_ir(model: Any) -> tuple[onnx.ModelProto, ir.Model]:
-    """(proto, ir.Model) from a path (external data memory-mapped, never read twice) or a proto.
+def _has_map(t: onnx.TypeProto) -> bool:
+    if t.HasField("map_type"):
+        return True
+    if t.HasField("sequence_type"):
+        return _has_map(t.sequence_type.elem_type)
+    if t.HasField("optional_type"):
+        return _has_map(t.optional_type.elem_type)
+    return False
+
+
+def ir_from_proto(proto: onnx.ModelProto) -> tuple[ir.Model, dict[str, onnx.TypeProto]]:
+    """``ir.from_proto``, also for models with map-typed values (``ai.onnx.ml`` ZipMap
+    outputs), which onnx-ir cannot read yet: their types are cleared on a copy and returned by
+    value name, for :func:`restore_types` to put back after ``ir.to_proto``."""
+    g = proto.graph
+    saved = {vi.name: vi.type for vi in (*g.input, *g.output, *g.value_info) if _has_map(vi.type)}
+    if not saved:
+        return ir.from_proto(proto), {}
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)  # only models with map types (small scikit-learn ones) pay this
+    kept: dict[str, onnx.TypeProto] = {}
+    for vi in (*copy.graph.input, *copy.graph.output, *copy.graph.value_info):
+        if vi.name in saved:
+            kept[vi.name] = onnx.TypeProto()
+            kept[vi.name].CopyFrom(vi.type)
+            vi.ClearField("type")
+    return ir.from_proto(copy), kept
+
+
+def restore_types(proto: onnx.ModelProto, saved: dict[str, onnx.TypeProto]) -> None:
+    """Put back the value types :func:`ir_from_proto` cleared (``proto`` is a new model)."""
+    g = proto.graph
+    for vi in (*g.input, *g.output, *g.value_info):
+        if vi.name in saved:
+            vi.type.CopyFrom(saved[vi.name])
+
+
+def _load_ir(model: Any) -> tuple[onnx.ModelProto, ir.Model, dict[str, onnx.TypeProto]]:
+    """(proto, ir.Model, cleared map types) from a path (external data memory-mapped, never
+    read twice) or a proto.
 
     A caller's ModelProto is only read: the IR wraps its tensors and every change goes to new
     objects.
     """
     if isinstance(model, onnx.ModelProto):
-        return model, ir.from_proto(model)
+        return (model, *ir_from_proto(model))
     if not isinstance(model, (str, os.PathLike)):
         raise InputError(
             f"convert_float16 expects a path or onnx.ModelProto, got {type(model).__name__}"
@@ -163,9 +212,9 @@ def _load_ir(model: Any) -> tuple[onnx.ModelProto, ir.Model]:
     path = Path(model)
     proto = load_model(path, load_external_data=False)
     check_external_data(proto, path.parent)
-    m = ir.from_proto(proto)
+    m, saved = ir_from_proto(proto)
     ir.external_data.set_base_dir(m.graph, path.parent)
-    return proto, m
+    return proto, m, saved
 
 
 def _value_types(
@@ -176,6 +225,9 @@ def _value_types(
     Schema type constraints give most types in one cheap pass; ONNX shape inference (on a
     tensor-free copy) runs only when some node output is still unknown. Types are kept beside
     the IR instead of written into it, so the output gets no value_info the input did not have.
+    Not onnx-ir's ShapeInferencePass: it writes every inferred type and shape into the model
+    (new value_info in the output) and always runs ONNX inference, which the schema pass
+    usually makes unnecessary.
     """
     found: dict[ir.Value, ir.DataType] = {}
     opsets = dict(m.opset_imports)
@@ -283,6 +335,8 @@ def _name_nodes(m: ir.Model, graphs: list[ir.Graph]) -> list[ir.Node]:
     """Give every node its :func:`ensure_node_names` name; return all nodes in that order.
 
     ensure_node_names runs on a tensor-free skeleton so a multi-GB model is never copied.
+    Not onnx-ir's NameFixPass: block lists, reports and mixed precision name nodes the way
+    :func:`ensure_node_names` does (the public contract), and NameFixPass names differently.
     """
     nodes = [n for g in graphs for n in g]
     names = {n.name for n in nodes}
@@ -325,6 +379,7 @@ class _Options:
     block_nodes: frozenset[str]
     provider: str
     require_kernel: bool
+    max_constant_error: float
 
 
 class _Plan:
@@ -347,14 +402,16 @@ class _Plan:
         self.nodes = nodes
         self.progress = progress
         self.low_str = kernels.type_string(int(opts.low))
-        info = ml_dtypes.finfo(opts.low.numpy())
-        self.limit = float(info.max)
+        self.lim = limits(opts.dtype)
+        self.limit = self.lim.max
         self.opsets = dict(m.opset_imports)
         if "ai.onnx" in self.opsets and "" not in self.opsets:
             self.opsets[""] = self.opsets["ai.onnx"]
         self.graphs = graphs
         self.constants: dict[ir.Value, str] = {}  # float32 constant value → what holds it
         self.wide: dict[ir.Value, float] = {}  # constant → largest finite |x| beyond the range
+        #: constant → relative rounding error beyond ``max_constant_error`` (e.g. subnormals)
+        self.lossy: dict[ir.Value, float] = {}
         self.small: dict[ir.Value, np.ndarray] = {}  # small constants' data, read once
         self.decisions: dict[ir.Node, _Decision] = {}
         self._static_cache: dict[tuple, tuple[_Decision, tuple[int, ...]] | None] = {}
@@ -363,6 +420,7 @@ class _Plan:
         #: values stored in the low dtype (a dict: insertion order keeps runs deterministic)
         self.stored_low: dict[ir.Value, None] = {}
         self.notes: list[str] = []
+        self.saved_types: dict[str, onnx.TypeProto] = {}  # see ir_from_proto
         self._scan_constants()
         self._decide_all()
         self._choose_storage()
@@ -395,16 +453,40 @@ class _Plan:
                 if arr is not None and arr.nbytes <= _CACHE_BYTES:
                     self.small[v] = arr  # read once: converted from here if it goes low
                 if arr is not None and arr.size:
-                    peak = float(np.max(np.abs(arr)))
-                    if peak > self.limit:
-                        finite = np.abs(arr[np.isfinite(arr)])
-                        peak = float(finite.max()) if finite.size else 0.0
-                        if peak > self.limit:
-                            self.wide[v] = peak
+                    self._check_constant(v, arr)
                 arr = None  # drop the view into the memory map before unmapping it
                 _release(v)
                 if i % _STEP == _STEP - 1:
                     t.update(_STEP)
+
+    def _check_constant(self, v: ir.Value, arr: np.ndarray) -> None:
+        """Record ``v`` in ``wide`` (finite values beyond the range) or ``lossy`` (rounding error
+        above the bound) — either keeps its consumers in float32."""
+        a = np.abs(arr)
+        peak = float(np.max(a))
+        if not np.isfinite(peak):
+            a = a[np.isfinite(a)]
+            peak = float(a.max()) if a.size else 0.0
+        if peak > self.limit:
+            self.wide[v] = peak
+            return
+        error = constant_error(a, self.o.dtype, self.o.max_constant_error, peak)
+        if error > self.o.max_constant_error:
+            self.lossy[v] = error
+
+    def _constant_reason(self, v: ir.Value) -> str | None:
+        """Why constant ``v`` may not be stored in the low dtype (None: it may)."""
+        if v in self.wide:
+            return (
+                f"holds values up to {self.wide[v]:.6g}, beyond the {self.o.dtype} range "
+                f"(±{self.limit:.6g}); kept float32 instead of clipping"
+            )
+        if v in self.lossy:
+            return (
+                f"loses up to {self.lossy[v]:.3g} of its value in {self.o.dtype} (subnormal or "
+                f"rounded beyond max_constant_error={self.o.max_constant_error:.3g}); kept float32"
+            )
+        return None
 
     # ---- node decisions
 
@@ -467,15 +549,11 @@ class _Plan:
         if key not in self._static_cache:
             self._static_cache[key] = self._static(op, domain, opset, label, in_sig, out_sig)
         decision, low_positions = self._static_cache[key]
-        if self.wide and (decision.low_in or decision.low_out):
+        if (self.wide or self.lossy) and (decision.low_in or decision.low_out):
             for i in low_positions:
-                v = node.inputs[i]
-                if v in self.wide:
-                    return _Decision(
-                        reason=f"input {v.name!r} holds values up to {self.wide[v]:.6g}, beyond "
-                        f"the {self.o.dtype} range (±{self.limit:.6g}); kept float32 instead of "
-                        "clipping"
-                    )
+                why = self._constant_reason(node.inputs[i])
+                if why is not None:
+                    return _Decision(reason=f"input {node.inputs[i].name!r} {why}")
         return decision
 
     def _static(
@@ -641,12 +719,10 @@ class _Plan:
                     need32, who = True, who or f"graph output {v.name!r}"
                 else:
                     want_low = True
-            reason = None
-            if v in self.wide:
-                reason = f"holds values up to {self.wide[v]:.6g}, beyond the {self.o.dtype} range"
-            elif need32:
+            reason = self._constant_reason(v)
+            if reason is None and need32:
                 reason = f"{who} needs float32"
-            elif not want_low:
+            elif reason is None and not want_low:
                 reason = "no consumer computes in low precision"
             if reason is None:
                 self.stored_low[v] = None
@@ -688,6 +764,28 @@ def _constant_array(v: ir.Value) -> np.ndarray | None:
         arr = attr.value.numpy()
         return arr if arr.dtype == np.float32 else None
     return np.asarray(attr.value, np.float32)
+
+
+def constant_error(magnitudes: np.ndarray, dtype: str, bound: float, peak: float) -> float:
+    """Largest relative error ``|low(x) − x| / |x|`` of a constant stored in ``dtype``.
+
+    ``magnitudes``: |x| of the constant's finite values; ``peak``: their maximum. Values below
+    ``bound · peak`` are left out: rounding them away moves the tensor by less than ``bound``
+    of its scale (they still count in ``flushed_to_zero``). Normal values round within half
+    the type's epsilon, so when ``bound`` is at least that only the subnormal range is checked
+    (linear time, no copy of the whole tensor in the low type).
+    """
+    lim = limits(dtype)
+    floor = bound * peak
+    if bound >= lim.eps / 2:
+        picked = magnitudes[(magnitudes < lim.tiny) & (magnitudes > 0) & (magnitudes >= floor)]
+    else:
+        picked = magnitudes[(magnitudes > 0) & (magnitudes >= floor) & (magnitudes <= lim.max)]
+    if not picked.size:
+        return 0.0
+    picked = picked.astype(np.float32)
+    back = picked.astype(NUMPY_TYPES[canonical(dtype)]).astype(np.float32)
+    return float(np.max(np.abs(back - picked) / picked))
 
 
 def _release(v: ir.Value) -> None:
@@ -851,6 +949,7 @@ def _to_proto(plan: _Plan) -> onnx.ModelProto:
                 v.type = None
                 v.shape = None
     proto = ir.to_proto(plan.m)
+    restore_types(proto, plan.saved_types)
     for g in plan.graphs:
         for v in g.initializers.values():
             v.const_value = None
@@ -872,6 +971,19 @@ def _short(t: ir.DataType) -> str:
 # ----------------------------------------------------------------------------- public API
 
 
+def dtype_name(dtype: str) -> str:
+    """``'fp16'`` → ``'float16'``, ``'bf16'`` → ``'bfloat16'`` (names from
+    :mod:`workbench.precisions`); anything else raises InputError naming the choices."""
+    return DTYPE_NAMES[canonical(dtype, LOW_FLOATS, what="dtype")]
+
+
+def default_constant_error(dtype: str) -> float:
+    """Default ``max_constant_error``: the type's machine epsilon (2⁻¹⁰ for float16, 2⁻⁷ for
+    bfloat16). Normal values round within half of it, so by default exactly the constants with
+    subnormal or flushed values that matter at their tensor's scale keep float32."""
+    return limits(dtype).eps
+
+
 def _options(
     m: ir.Model,
     dtype: str,
@@ -881,11 +993,13 @@ def _options(
     provider: str,
     require_kernel: bool | None,
     nodes: list[ir.Node],
+    max_constant_error: float | None = None,
 ) -> _Options:
-    name = _ALIASES.get(str(dtype).lower(), str(dtype).lower())
-    if name not in _LOW:
-        raise InputError(f"dtype must be 'float16' or 'bfloat16', not {dtype!r}")
-    low = _LOW[name]
+    name = dtype_name(dtype)
+    low = ir.DataType(ONNX_TYPES[canonical(name)])
+    bound = default_constant_error(name) if max_constant_error is None else max_constant_error
+    if not bound >= 0:
+        raise InputError(f"max_constant_error must be >= 0, got {max_constant_error!r}")
     ins = [v.name for v in m.graph.inputs if v.name]
     outs = [v.name for v in m.graph.outputs if v.name]
     if keep_io_types is True:
@@ -926,20 +1040,8 @@ def _options(
         block_nodes=frozenset(blocked_nodes),
         provider=provider,
         require_kernel=(name == "bfloat16") if require_kernel is None else require_kernel,
+        max_constant_error=float(bound),
     )
-
-
-@contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    """Pause the cyclic GC: the IR makes ~10 linked objects per node and full collections
-    passing over them repeatedly would cost more than the conversion itself."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _plan(
@@ -950,20 +1052,24 @@ def _plan(
     block_nodes: Iterable[str],
     provider: str,
     require_kernel: bool | None,
+    max_constant_error: float | None = None,
 ) -> _Plan:
-    proto, m = _load_ir(model)
+    proto, m, saved = _load_ir(model)
     graphs = list(_ir_graphs(m.graph))
     nodes = _name_nodes(m, graphs)
     opts = _options(
-        m, dtype, keep_io_types, block_ops, block_nodes, provider, require_kernel, nodes
-    )
+        m, dtype, keep_io_types, block_ops, block_nodes, provider, require_kernel, nodes,
+        max_constant_error,
+    )  # fmt: skip
     types = _value_types(proto, m, graphs)
     del proto
     weight_bytes = sum(
         v.const_value.nbytes for g in graphs for v in g.initializers.values() if v.const_value
     )
     big = len(nodes) >= _PROGRESS_MIN_NODES or weight_bytes >= _PROGRESS_MIN_BYTES
-    return _Plan(m, graphs, opts, nodes, types, progress=big)
+    plan = _Plan(m, graphs, opts, nodes, types, progress=big)
+    plan.saved_types = saved
+    return plan
 
 
 def convertible_nodes(
@@ -974,6 +1080,7 @@ def convertible_nodes(
     block_nodes: Iterable[str] = (),
     provider: str = kernels.CPU,
     require_kernel: bool | None = None,
+    max_constant_error: float | None = None,
 ) -> dict[str, str | None]:
     """Which nodes :func:`convert_float16` would put in ``dtype``, without converting.
 
@@ -983,9 +1090,11 @@ def convertible_nodes(
     Names are those of :func:`workbench.model.ensure_node_names`. Cheap: weights are only
     scanned for their range, nothing is converted.
     """
-    with _no_gc():
-        plan = _plan(model, dtype, keep_io_types, block_ops, block_nodes, provider, require_kernel)
-        return plan.node_status()
+    plan = _plan(
+        model, dtype, keep_io_types, block_ops, block_nodes, provider, require_kernel,
+        max_constant_error,
+    )  # fmt: skip
+    return plan.node_status()
 
 
 def convert_float16(
@@ -997,6 +1106,7 @@ def convert_float16(
     report: bool = False,
     provider: str = kernels.CPU,
     require_kernel: bool | None = None,
+    max_constant_error: float | None = None,
 ) -> onnx.ModelProto | Float16Result:
     """Convert a float32 model to float16 or bfloat16; the result passes the checker and runs in ORT.
 
@@ -1010,17 +1120,24 @@ def convert_float16(
     True for bfloat16, since ONNX Runtime has no bfloat16 fallback; False for float16, where ORT
     CPU computes kernel-less float16 nodes in float32 itself).
 
-    Constants beyond the ``dtype`` range keep their consumers in float32 (never clipped); values
-    flushed to zero are reported. Returns the new ModelProto, or with ``report=True`` a
+    Constants beyond the ``dtype`` range keep their consumers in float32 (never clipped), and so
+    do constants whose ``dtype`` form is more than ``max_constant_error`` off relative to the
+    value (default: the type's epsilon, so subnormals such as 1e-6 in float16 stay float32);
+    values negligible at their tensor's scale that are flushed to zero are reported. Returns the new ModelProto, or with ``report=True`` a
     :class:`Float16Result` saying which nodes were converted, which stayed float32 and why.
     """
-    with _no_gc():
-        plan = _plan(model, dtype, keep_io_types, block_ops, block_nodes, provider, require_kernel)
-        rw = _Rewriter(plan)
-        rw.run()
-        proto = _to_proto(plan)
-    if not report:
-        return proto
+    plan = _plan(
+        model, dtype, keep_io_types, block_ops, block_nodes, provider, require_kernel,
+        max_constant_error,
+    )  # fmt: skip
+    rw = _Rewriter(plan)
+    rw.run()
+    proto = _to_proto(plan)
+    return _report(plan, rw, proto) if report else proto
+
+
+def _report(plan: _Plan, rw: _Rewriter, proto: onnx.ModelProto) -> Float16Result:
+    """The :class:`Float16Result` of a finished conversion."""
     status = plan.node_status()
     runs32 = {
         n.name: d.note for n, d in plan.decisions.items() if d.reason is None and d.note is not None
@@ -1043,7 +1160,14 @@ def convert_float16(
         casts_inserted=rw.casts,
         runs_in_float32=runs32,
         flushed_to_zero=dict(rw.flushed),
+        constant_errors={_holder(v): e for v, e in plan.lossy.items()},
         weights_converted=rw.weights,
-        provider=provider,
+        provider=plan.o.provider,
         notes=tuple(notes),
     )
+
+
+def _holder(v: ir.Value) -> str:
+    """Name of a constant: its value name, else the Constant node producing it."""
+    node = v.producer()
+    return v.name or (node.name if node is not None else "?")

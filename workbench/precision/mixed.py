@@ -10,22 +10,28 @@ The search, cheapest evidence first:
 2. **Judge** — a candidate (the kept-float set) passes only if two runs on every dataset item
    meet the criterion: the rounding simulation (``_instrument.rounding_probe``: one fp32
    session in which every converted node rounds its inputs, weights and outputs to the target
-   type, i.e. what hardware computing in that type sees) and, only if that passes, the
-   converted model itself in ONNX Runtime. The simulation costs one run per item and no
-   conversion, and catches the precision loss the CPU kernels hide, as the ranges catch the
-   overflow.
+   type) and, only if that passes, the converted model itself in ONNX Runtime. The simulation
+   costs one run per item and no conversion, and catches the storage precision loss the CPU
+   kernels hide, as the ranges catch the overflow. It does not model accumulation in the low
+   type inside reductions (``_instrument.SIMULATION`` says exactly what it models; the result
+   repeats it and shows its predicted error next to the measured one).
 3. **All candidates** — evaluation 1 converts everything not kept by step 1. Often enough.
-4. **Sensitivity** — otherwise the same probe measures, by adaptive group testing on the item
-   evaluation 1 hurt most, how far the outputs move when only some nodes are rounded; groups
-   above a small threshold are split until single nodes. Nodes are ranked by that share.
+4. **Sensitivity** — otherwise the same probe measures, by adaptive group testing on the
+   ``probe_items`` items evaluation 1 hurt most, how far the outputs move when only some nodes
+   are rounded; groups above a small threshold are split until single nodes. Nodes are ranked
+   by that share.
 5. **Search** — evaluations over "how many of the most sensitive nodes stay float": start at
    the count the probe predicts, gallop up, then bisect, so evaluations grow like ``log N``; a
    few more re-try small kept sets in halving groups.
 
 Every candidate model is built by :func:`workbench.precision.float16.convert_float16` with the
-kept-float set as ``block_nodes``; nothing here converts types itself. Limitation: ranges and
-probes cover the main graph; nodes inside If/Loop/Scan bodies are judged through their
-enclosing node (its inputs and outputs), and the real run checks them as converted.
+kept-float set as ``block_nodes``; nothing here converts types itself. Nodes inside
+If/Loop/Scan bodies are candidates of their own: their values' ranges are measured (exposed as
+extra outputs of the enclosing node), the probe rounds them one by one, they are ranked and
+kept float individually. Where ONNX Runtime cannot expose a body's values, its nodes are
+checked against the enclosing node's inputs and outputs. Constants whose low-precision form is more than
+``max_constant_error`` off keep their consumers float32 (the converter's rule, same in
+float16 and bfloat16).
 """
 
 from __future__ import annotations
@@ -44,29 +50,31 @@ import onnx
 from ..data import Dataset, as_dataset
 from ..errors import InputError, WorkbenchError
 from ..figures import figure_data_uri, ranking_plot
-from ..metrics import max_abs_error, within_tolerance
+from ..metrics import max_abs_error, tolerance_ratio
 from ..model import ensure_node_names, iter_graphs, load_model
+from ..precisions import limits
 from ..progress import check_cancelled, quiet, task
 from ..results import Result, html_table
 from ..runtime import call_validation, open_runner
-from ._instrument import TensorRange, rounding_probe, tensor_ranges
-from .float16 import convert_float16, convertible_nodes
+from ._instrument import SIMULATION, TensorRange, rounding_probe, tensor_ranges
+from .float16 import convert_float16, convertible_nodes, dtype_name
 
 Feeds = dict[str, np.ndarray]
 
-#: largest finite value and smallest normal value of each target type
-_LIMITS: dict[str, tuple[float, float]] = {
-    "float16": (65504.0, 2.0**-14),
-    "bfloat16": (3.3895313892515355e38, 1.1754943508222875e-38),
-}
-_DTYPE_ALIASES = {"f16": "float16", "fp16": "float16", "half": "float16", "bf16": "bfloat16"}
 #: default cap on full evaluations (the search itself needs ~2·log2(N); the rest refines)
 DEFAULT_MAX_EVALUATIONS = 40
-#: dataset items the sensitivity probe runs on (those the all-candidates model hurt most)
-PROBE_ITEMS = 1
+#: dataset items the sensitivity probe runs on (those the all-candidates model hurt most).
+#: Chosen with ``benchmarks/bench_mixed.py --probe-items`` (evaluations / converted share, all
+#: within tolerance): demo CNN 13 evaluations with 1 item, 11 with 2, 8 with 4 and 8; Silero
+#: VAD (corpus) 17 / 77% with 1 item, 15 / 88% with 2, 4 and 8; the test models the same for
+#: every count. More items cost more probe runs (capped by PROBE_MAX_RUNS), not evaluations.
+PROBE_ITEMS = 4
 #: groups the probe may measure per probed node (at least 64, at most 1024 in all); splitting
 #: stops earlier once every group is below the threshold
 PROBE_GROUPS_PER_NODE = 2
+#: at most this many probe runs (groups × items) in all: several items must not multiply the
+#: probe's cost on big models (a detector's run takes ~0.1 s), so more items mean fewer groups
+PROBE_MAX_RUNS = 2048
 #: a probe group moving the outputs by less than this share of the tolerance is not split
 PROBE_THRESHOLD = 0.1
 #: a tensor with more than this share of its nonzero values below the smallest normal
@@ -91,7 +99,10 @@ class MixedPrecisionResult(Result):
     ``dtype``. ``history`` lists each evaluation (phase, nodes kept float in all and from the
     ranking, max abs error, tolerance ratio or metric of the real run, the simulated value,
     whether the converted model was built, accepted). ``sensitivity``: node → probe error
-    share.
+    share. ``predicted_error`` / ``measured_error``: for the returned model, the rounding
+    simulation's worst tolerance ratio (or metric, with a validation_fn) next to the one
+    measured running it in ONNX Runtime — when they differ a lot, the simulation (described in
+    ``simulation``) or the CPU kernels were not representative.
     """
 
     model: onnx.ModelProto
@@ -108,6 +119,9 @@ class MixedPrecisionResult(Result):
     metric: float | None = None
     seconds: float = 0.0
     notes: tuple[str, ...] = ()
+    predicted_error: float | None = None
+    measured_error: float | None = None
+    simulation: str = SIMULATION
 
     _summary_exclude = ("model", "kept_float", "converted", "history", "sensitivity")
 
@@ -130,6 +144,8 @@ class MixedPrecisionResult(Result):
                 "field": "max error",
                 "value": ", ".join(f"{k}: {v:.3g}" for k, v in self.max_error.items()),
             },
+            {"field": "predicted vs measured", "value": self._predicted_vs_measured()},
+            {"field": "simulation", "value": self.simulation},
             {"field": "seconds", "value": f"{self.seconds:.2f}"},
         ]
         if self.baseline_metric is not None:
@@ -138,6 +154,17 @@ class MixedPrecisionResult(Result):
             )
         rows += [{"field": "note", "value": n} for n in self.notes]
         return rows
+
+    def _predicted_vs_measured(self) -> str:
+        unit = "metric" if self.baseline_metric is not None else "× tolerance"
+
+        def fmt(v: float | None) -> str:
+            return "n/a" if v is None else f"{v:.3g}"
+
+        return (
+            f"rounding simulation {fmt(self.predicted_error)} {unit}, ONNX Runtime "
+            f"{fmt(self.measured_error)} {unit}"
+        )
 
     @property
     def models_built(self) -> int:
@@ -192,14 +219,6 @@ class MixedPrecisionResult(Result):
 # --------------------------------------------------------------------------- helpers
 
 
-def _normalize_dtype(dtype: str) -> str:
-    d = str(dtype).strip().lower()
-    d = _DTYPE_ALIASES.get(d, d)
-    if d not in _LIMITS:
-        raise InputError(f"dtype must be 'float16' or 'bfloat16', got {dtype!r}")
-    return d
-
-
 def _top_level_owner(model: onnx.ModelProto) -> dict[str, str]:
     """Node name → name of its main-graph ancestor (itself for main-graph nodes)."""
     owner: dict[str, str] = {}
@@ -218,7 +237,8 @@ def _range_verdict(
     node: onnx.NodeProto, ranges: dict[str, TensorRange], dtype: str
 ) -> tuple[str, float] | None:
     """(reason, measured value) when a tensor of ``node`` does not fit ``dtype``, else None."""
-    biggest, smallest_normal = _LIMITS[dtype]
+    lim = limits(dtype)
+    biggest, smallest_normal = lim.max, lim.tiny
     worst: tuple[str, float] | None = None
     for role, names in (("input", node.input), ("output", node.output)):
         for name in names:
@@ -241,21 +261,6 @@ def _range_verdict(
     return worst
 
 
-def _tolerance_ratio(x: np.ndarray, ref: np.ndarray, rtol: float, atol: float) -> float:
-    """max |x − ref| / (atol + rtol·|ref|): ≤ 1 means within tolerance; inf for NaN/inf/shape."""
-    a = np.asarray(x, dtype=np.float64)
-    b = np.asarray(ref, dtype=np.float64)
-    if a.shape != b.shape or not np.all(np.isfinite(a)):
-        return math.inf
-    if a.size == 0:
-        return 0.0
-    denom = atol + rtol * np.abs(b)
-    diff = np.abs(a - b)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(diff == 0, 0.0, diff / denom)
-    return float(np.max(r))
-
-
 @dataclass
 class _Evaluation:
     accepted: bool
@@ -269,7 +274,7 @@ class _Evaluation:
 
 
 class _Probe:
-    """The rounding probe over the main-graph owners of the candidates, with its references."""
+    """The rounding probe over the candidates (main graph and bodies), with its references."""
 
     def __init__(self, model: onnx.ModelProto, probed: list[str], feeds: list[Feeds], dtype: str):
         self.probed = probed
@@ -277,11 +282,11 @@ class _Probe:
         self.run = rounding_probe(model, probed, dtype)
         self.refs = [self.run(self.mask(()), fd) for fd in feeds]
 
-    def mask(self, owners: Iterable[str]) -> np.ndarray:
+    def mask(self, names: Iterable[str]) -> np.ndarray:
         m = np.zeros(len(self.probed), bool)
-        for o in owners:
-            if o in self.index:
-                m[self.index[o]] = True
+        for name in names:
+            if name in self.index:
+                m[self.index[name]] = True
         return m
 
     def runner(self, mask: np.ndarray) -> Callable[[Feeds], dict[str, np.ndarray]]:
@@ -313,7 +318,7 @@ class _Search:
         max_drop: float,
         fixed_block: Sequence[str],
         candidates: Sequence[str],
-        owner: dict[str, str],
+        max_constant_error: float | None = None,
     ):
         self.model = model
         self.data = data
@@ -323,7 +328,7 @@ class _Search:
         self.rtol, self.atol, self.max_drop = rtol, atol, max_drop
         self.fixed_block = tuple(fixed_block)
         self.candidates = list(candidates)
-        self.owner = owner
+        self.max_constant_error = max_constant_error
         self.cache: dict[frozenset[str], _Evaluation] = {}
         self.history: list[dict[str, Any]] = []
         self.probe: _Probe | None = None
@@ -339,10 +344,8 @@ class _Search:
             runner.close()
         self.notes: list[str] = []
         if self.candidates:
-            order = [n.name for n in model.graph.node]
-            owners = {owner[c] for c in self.candidates}
-            try:
-                self.probe = _Probe(model, [n for n in order if n in owners], feeds, dtype)
+            try:  # candidates in graph order: each body's nodes are contiguous (group testing)
+                self.probe = _Probe(model, self.candidates, feeds, dtype)
             except WorkbenchError as e:  # e.g. ops ORT cannot run with the probe's switches
                 self.notes.append(
                     f"rounding simulation unavailable ({str(e)[:200]}); candidates judged by "
@@ -354,24 +357,33 @@ class _Search:
         block = sorted(set(self.fixed_block) | set(kept))
         with quiet():
             return convert_float16(
-                self.model, dtype=self.dtype, keep_io_types=True, block_nodes=tuple(block)
+                self.model,
+                dtype=self.dtype,
+                keep_io_types=True,
+                block_nodes=tuple(block),
+                max_constant_error=self.max_constant_error,
             )
 
     def _compare(
         self, outputs: Iterable[dict[str, np.ndarray]]
     ) -> tuple[bool, float, dict[str, float]]:
-        """(all within tolerance, worst tolerance ratio, max abs error per output) vs fp32."""
-        max_err = dict.fromkeys(self.output_names, 0.0)
+        """(all within tolerance, worst tolerance ratio, max abs error per output) vs fp32.
+
+        Outputs that are not tensors (e.g. ZipMap's list of maps) are not compared: the
+        tensors they are built from are outputs too or feed the compared ones."""
+        names = [n for n in self.output_names if isinstance(self.reference[0].get(n), np.ndarray)]
+        max_err = dict.fromkeys(names, 0.0)
         ok = True
         self.last_items = []  # worst tolerance ratio per item (the probe picks the worst items)
         for outs, ref in zip(outputs, self.reference, strict=True):
             worst = 0.0
-            for name in self.output_names:
-                a, b = outs[name], ref[name]
+            for name in names:
+                a, b = np.asarray(outs[name]), ref[name]
                 err = max_abs_error(a, b) if a.shape == b.shape else math.inf
                 max_err[name] = max(max_err[name], err if math.isfinite(err) else math.inf)
-                worst = max(worst, _tolerance_ratio(a, b, self.rtol, self.atol))
-                ok = ok and within_tolerance(a, b, self.rtol, self.atol)
+                ratio = tolerance_ratio(a, b, self.rtol, self.atol)
+                worst = max(worst, ratio)
+                ok = ok and ratio <= 1.0
             self.last_items.append(worst)
         return ok, max(self.last_items, default=0.0), max_err
 
@@ -382,7 +394,7 @@ class _Search:
         item_errors: tuple[float, ...] = ()
         if self.probe is not None:
             converted = set(self.candidates) - set(kept)
-            mask = self.probe.mask({self.owner[c] for c in converted})
+            mask = self.probe.mask(converted)
             if self.validation_fn is None:
                 runs = (self.probe.run(mask, fd) for fd in self.feeds)
                 sim_ok, sim, sim_err = self._compare(runs)
@@ -464,14 +476,14 @@ def _probe_sensitivity(
             outs, ref = probe.run(mask, feeds[i]), probe.refs[i]
             for name, b in ref.items():
                 if np.asarray(b).dtype.kind == "f":
-                    worst = max(worst, _tolerance_ratio(outs[name], b, rtol, atol))
+                    worst = max(worst, tolerance_ratio(outs[name], b, rtol, atol))
             if hi - lo > 1 and worst > PROBE_THRESHOLD:
                 break  # the group gets split anyway: its exact size does not matter
         return worst
 
     scores: dict[str, float] = {}
     measured = 1
-    limit = min(1024, max(64, PROBE_GROUPS_PER_NODE * n))
+    limit = min(1024, max(64, PROBE_GROUPS_PER_NODE * n), max(64, PROBE_MAX_RUNS // len(items)))
     # (−effect, lo, hi, effect, measured?): a right half is not measured when its left half is
     # clean — the parent's effect must then sit in it; single nodes are always measured
     heap: list[tuple[float, int, int, float, bool]] = []
@@ -524,6 +536,8 @@ def auto_mixed_precision(
     max_drop: float | None = None,
     max_evaluations: int | None = None,
     seed: int = 0,
+    max_constant_error: float | None = None,
+    probe_items: int = PROBE_ITEMS,
 ) -> MixedPrecisionResult:
     """Convert as many nodes as possible to ``dtype`` while outputs stay close to fp32.
 
@@ -534,112 +548,40 @@ def auto_mixed_precision(
     ``max_evaluations`` caps evaluations (default 40); each judges one candidate on every item,
     first by the float16 rounding simulation and, if that passes, by running the converted
     model. Nodes whose fp32 values overflow (or mostly underflow) ``dtype`` stay float32
-    whatever the runtime does. Nothing convertible gives a result with 0% converted. Returns a
+    whatever the runtime does; so do consumers of constants more than ``max_constant_error``
+    off in ``dtype`` (see :func:`~workbench.precision.float16.convert_float16`). Nodes inside
+    If/Loop/Scan bodies are candidates like any other. ``probe_items``: dataset items the
+    sensitivity probe uses. Nothing convertible gives a result with 0% converted. Returns a
     :class:`MixedPrecisionResult`; deterministic for a given model, dataset and ``seed``
     (which orders equally telling items for the sensitivity probe).
     """
     start = time.perf_counter()
-    dtype = _normalize_dtype(dtype)
-    if rtol < 0 or atol < 0:
-        raise InputError(f"rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
-    if validation_fn is None and max_drop is not None:
-        raise InputError(
-            "max_drop needs a validation_fn(run, dataset) -> float to measure the drop"
-        )
-    if validation_fn is not None and not callable(validation_fn):
-        raise InputError(f"validation_fn must be callable, got {type(validation_fn).__name__}")
-    drop = DEFAULT_MAX_DROP if max_drop is None else float(max_drop)
-    if max_evaluations is not None and max_evaluations < 0:
-        raise InputError(f"max_evaluations must be >= 0, got {max_evaluations}")
-    budget = DEFAULT_MAX_EVALUATIONS if max_evaluations is None else int(max_evaluations)
-
-    named = ensure_node_names(load_model(model))
-    ds = as_dataset(dataset)
-    feeds = list(ds.feeds())
-    notes: list[str] = []
-    criterion = (
-        f"outputs within rtol={rtol:g}, atol={atol:g} of fp32 on {len(feeds)} items"
-        if validation_fn is None
-        else f"{getattr(validation_fn, '__name__', 'validation_fn')} drops by ≤ {drop:g}"
+    dtype = dtype_name(dtype)
+    drop, budget = _check_arguments(
+        rtol, atol, validation_fn, max_drop, max_evaluations, probe_items
     )
-
-    owner = _top_level_owner(named)
+    named = ensure_node_names(load_model(model))
+    feeds = list(as_dataset(dataset).feeds())
+    criterion = _criterion(rtol, atol, len(feeds), validation_fn, drop)
     with quiet():
         # node touching float32 → None (the converter would convert it) or why it stays float
-        verdicts = convertible_nodes(named, dtype)
-    float_nodes = list(verdicts)
-    kept: dict[str, dict[str, Any]] = {}
-    for name, reason in verdicts.items():
-        if reason is not None:
-            kept[name] = {"reason": f"converter: {reason}", "error": None}
-
+        verdicts = convertible_nodes(named, dtype, max_constant_error=max_constant_error)
     with task(f"mixed precision ({dtype})", total=None) as bar:
-        # 1. ranges (fp32): overflow / underflow decided from measured values
-        ranges = tensor_ranges(named, feeds, tiny=_LIMITS[dtype][1])
+        kept, candidates = _initial_kept(named, feeds, dtype, verdicts)
         bar.update(postfix="fp32 ranges")
-        by_name = {n.name: n for g in iter_graphs(named.graph) for n in g.node}
-        candidates: list[str] = []
-        for name in float_nodes:
-            if name in kept:
-                continue
-            verdict = _range_verdict(by_name[name], ranges, dtype)
-            if verdict is None and owner.get(name, name) != name:
-                # inside control flow: judged by the enclosing node's inputs and outputs too
-                verdict = _range_verdict(by_name[owner[name]], ranges, dtype)
-            if verdict is not None:
-                kept[name] = {"reason": verdict[0], "error": verdict[1]}
-            else:
-                candidates.append(name)
-
         search = _Search(
             named, dataset, feeds, dtype, validation_fn, rtol, atol, drop, list(kept),
-            candidates, owner,
+            candidates, max_constant_error,
         )  # fmt: skip
-        sensitivity: dict[str, float] = {}
-        ranked: list[str] = []
-        hi_set: list[str] = list(candidates)  # smallest accepted kept set found so far
-        if not candidates:
-            notes.append(f"no node can run in {dtype}: the model is returned unchanged")
-        elif budget == 0:
-            notes.append("max_evaluations=0: no candidate evaluated; the model stays float32")
-        else:
-            first = search.evaluate([], "all candidates", bar)
-            if first.accepted:
-                hi_set = []
-            else:
-                sensitivity, ranked = _rank(search, feeds, rtol, atol, seed)
-                bar.update(postfix="sensitivity probe")
-                hi_set = _search_kept(search, ranked, sensitivity, budget, bar, notes)
-
-        notes.extend(search.notes)
-        final_kept = list(hi_set)
-        for name in final_kept:
-            score = sensitivity.get(name)
-            rank = ranked.index(name) + 1 if name in ranked else None
-            reason = (
-                f"sensitive: rank {rank} of {len(ranked)}; its share of the output error in "
-                f"{dtype} is {score:.3g}× the tolerance"
-                if rank is not None and score is not None
-                else "not converted: no evaluated candidate converting it was accepted"
-            )
-            kept[name] = {"reason": reason, "error": score}
-        if len(final_kept) == len(candidates):
-            final_model = named
-            zero = dict.fromkeys(search.output_names, 0.0)
-            final_eval = _Evaluation(True, 0.0, 0.0, search.baseline, zero)
-            converted: tuple[str, ...] = ()
-        else:
-            final_model = search.build(final_kept)
-            final_eval = search.cache.get(frozenset(final_kept)) or search.measure(
-                final_kept, final_model
-            )
-            converted = tuple(n for n in float_nodes if n not in kept)
-
-    total = len(float_nodes)
-    result = MixedPrecisionResult(
+        notes: list[str] = []
+        sensitivity, ranked, final_kept = _run_search(search, budget, seed, probe_items, bar, notes)
+        _explain_kept(kept, final_kept, sensitivity, ranked, dtype)
+        final_model, final_eval, converted = _final(search, final_kept, verdicts, kept)
+    total = len(verdicts)
+    return MixedPrecisionResult(
         model=final_model,
         dtype=dtype,
-        kept_float={k: kept[k] for k in float_nodes if k in kept},
+        kept_float={k: kept[k] for k in verdicts if k in kept},
         converted=converted,
         converted_fraction=(len(converted) / total) if total else 0.0,
         evaluations=len(search.history),
@@ -650,16 +592,135 @@ def auto_mixed_precision(
         baseline_metric=search.baseline,
         metric=final_eval.metric if validation_fn is not None else None,
         seconds=time.perf_counter() - start,
-        notes=tuple(notes),
+        notes=(*notes, *search.notes),
+        predicted_error=final_eval.simulated,
+        measured_error=final_eval.ratio if validation_fn is None else final_eval.metric,
     )
-    return result
+
+
+def _criterion(
+    rtol: float, atol: float, n_items: int, validation_fn: Callable | None, drop: float
+) -> str:
+    if validation_fn is None:
+        return f"outputs within rtol={rtol:g}, atol={atol:g} of fp32 on {n_items} items"
+    return f"{getattr(validation_fn, '__name__', 'validation_fn')} drops by ≤ {drop:g}"
+
+
+def _check_arguments(
+    rtol: float,
+    atol: float,
+    validation_fn: Callable[[Any, Any], Any] | None,
+    max_drop: float | None,
+    max_evaluations: int | None,
+    probe_items: int,
+) -> tuple[float, int]:
+    """(allowed metric drop, evaluation budget), or InputError for a bad argument."""
+    if probe_items < 1:
+        raise InputError(f"probe_items must be >= 1, got {probe_items}")
+    if rtol < 0 or atol < 0:
+        raise InputError(f"rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
+    if validation_fn is None and max_drop is not None:
+        raise InputError(
+            "max_drop needs a validation_fn(run, dataset) -> float to measure the drop"
+        )
+    if validation_fn is not None and not callable(validation_fn):
+        raise InputError(f"validation_fn must be callable, got {type(validation_fn).__name__}")
+    if max_evaluations is not None and max_evaluations < 0:
+        raise InputError(f"max_evaluations must be >= 0, got {max_evaluations}")
+    drop = DEFAULT_MAX_DROP if max_drop is None else float(max_drop)
+    budget = DEFAULT_MAX_EVALUATIONS if max_evaluations is None else int(max_evaluations)
+    return drop, budget
+
+
+def _initial_kept(
+    named: onnx.ModelProto, feeds: list[Feeds], dtype: str, verdicts: dict[str, str | None]
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """(nodes kept float before any evaluation — converter reasons and fp32 ranges —, the
+    remaining candidates in graph order)."""
+    kept: dict[str, dict[str, Any]] = {
+        name: {"reason": f"converter: {reason}", "error": None}
+        for name, reason in verdicts.items()
+        if reason is not None
+    }
+    ranges = tensor_ranges(named, feeds, tiny=limits(dtype).tiny)
+    owner = _top_level_owner(named)
+    by_name = {n.name: n for g in iter_graphs(named.graph) for n in g.node}
+    candidates: list[str] = []
+    for name in verdicts:
+        if name in kept:
+            continue
+        node = by_name[name]
+        verdict = _range_verdict(node, ranges, dtype)
+        measured = any(v in ranges for v in node.output)
+        if verdict is None and owner.get(name, name) != name and not measured:
+            # body values ONNX Runtime could not expose: judge by the enclosing node's I/O
+            verdict = _range_verdict(by_name[owner[name]], ranges, dtype)
+        if verdict is not None:
+            kept[name] = {"reason": verdict[0], "error": verdict[1]}
+        else:
+            candidates.append(name)
+    return kept, candidates
+
+
+def _run_search(
+    search: _Search, budget: int, seed: int, probe_items: int, bar: Any, notes: list[str]
+) -> tuple[dict[str, float], list[str], list[str]]:
+    """(sensitivity, ranking, kept set): evaluation 1, then the probe and the search."""
+    if not search.candidates:
+        notes.append(f"no node can run in {search.dtype}: the model is returned unchanged")
+        return {}, [], []
+    if budget == 0:
+        notes.append("max_evaluations=0: no candidate evaluated; the model stays float32")
+        return {}, [], list(search.candidates)
+    if search.evaluate([], "all candidates", bar).accepted:
+        return {}, [], []
+    sensitivity, ranked = _rank(search, search.feeds, probe_items, seed)
+    bar.update(postfix="sensitivity probe")
+    kept = _search_kept(search, ranked, sensitivity, budget, bar, notes)
+    return sensitivity, ranked, kept
+
+
+def _explain_kept(
+    kept: dict[str, dict[str, Any]],
+    final_kept: list[str],
+    sensitivity: dict[str, float],
+    ranked: list[str],
+    dtype: str,
+) -> None:
+    """Add the searched kept-float nodes to ``kept`` with the measurement behind each."""
+    rank_of = {name: i + 1 for i, name in enumerate(ranked)}
+    for name in final_kept:
+        score = sensitivity.get(name)
+        rank = rank_of.get(name)
+        reason = (
+            f"sensitive: rank {rank} of {len(ranked)}; its share of the output error in "
+            f"{dtype} is {score:.3g}× the tolerance"
+            if rank is not None and score is not None
+            else "not converted: no evaluated candidate converting it was accepted"
+        )
+        kept[name] = {"reason": reason, "error": score}
+
+
+def _final(
+    search: _Search,
+    final_kept: list[str],
+    verdicts: dict[str, str | None],
+    kept: dict[str, dict[str, Any]],
+) -> tuple[onnx.ModelProto, _Evaluation, tuple[str, ...]]:
+    """(returned model, its evaluation, converted nodes)."""
+    if len(final_kept) == len(search.candidates):
+        zero = dict.fromkeys(search.output_names, 0.0)
+        return search.model, _Evaluation(True, 0.0, 0.0, search.baseline, zero), ()
+    model = search.build(final_kept)
+    evaluation = search.cache.get(frozenset(final_kept)) or search.measure(final_kept, model)
+    return model, evaluation, tuple(n for n in verdicts if n not in kept)
 
 
 def _rank(
-    search: _Search, feeds: list[Feeds], rtol: float, atol: float, seed: int
+    search: _Search, feeds: list[Feeds], probe_items: int, seed: int
 ) -> tuple[dict[str, float], list[str]]:
-    """Probe sensitivities (main-graph nodes; subgraph nodes inherit their owner's) and the
-    ranking, most sensitive first, ties in graph order."""
+    """Probe sensitivities of every candidate (main graph and bodies) and the ranking, most
+    sensitive first, ties in graph order."""
     # the items where converting everything hurt most (evaluation 1) are the most telling;
     # ties (and validation mode, which has no per-item errors) are broken by the seeded order
     first = search.cache.get(frozenset())
@@ -667,11 +728,11 @@ def _rank(
     errors = first.items if first is not None and len(first.items) == len(feeds) else ()
     if errors:
         order.sort(key=lambda i: -errors[i])
-    items = sorted(order[:PROBE_ITEMS])
+    items = order[:probe_items]  # most hurt first: a group over the threshold stops early
     if search.probe is None:  # no simulation: keep the last nodes float first (graph order)
         return {}, list(reversed(search.candidates))
-    scores, _ = _probe_sensitivity(search.probe, feeds, items, rtol, atol)
-    sensitivity = {c: float(scores.get(search.owner[c], 0.0)) for c in search.candidates}
+    scores, _ = _probe_sensitivity(search.probe, feeds, items, search.rtol, search.atol)
+    sensitivity = {c: float(scores.get(c, 0.0)) for c in search.candidates}
     position = {c: i for i, c in enumerate(search.candidates)}
     ranked = sorted(search.candidates, key=lambda c: (-sensitivity[c], position[c]))
     return sensitivity, ranked
