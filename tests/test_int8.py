@@ -197,19 +197,25 @@ def test_cli_convert_int8(tmp_path):
         assert wb.open_runner(wb.load_model(out)).precision_ran == "int8"
 
 
-def test_nothing_quantizable_is_refused(tmodels, outlier):
-    """A model ORT cannot quantize (or with every node excluded) would come back float."""
+def test_nothing_quantizable_comes_back_marked_and_exclusions_are_refused(tmodels, outlier):
+    """A model ORT's quantizer leaves float comes back as ORT's plain quantize_static would,
+    with a warning and a note; excluding every node is a caller mistake and raises."""
+    from workbench.precision.int8 import int8_info
+
     model = tmodels.make(
         [onnx.helper.make_node("Cos", ["x"], ["y"], name="cos")],
         [tmodels.vi("x", tmodels.F, ["N", 8])],
         [tmodels.vi("y", tmodels.F, ["N", 8])],
     )
     data = [{"x": np.ones((1, 8), np.float32)}]
-    with pytest.raises(wb.UnsupportedError, match="Cos"):
-        quantize_int8(model, data)
-    with pytest.raises(wb.UnsupportedError, match="Cos"):
-        wb.quantize_with_accuracy_control(model, data, data, lambda run, ds: 1.0)
+    with pytest.warns(UserWarning, match="Cos"):
+        q = quantize_int8(model, data)
+    assert not quantized_nodes(q)
+    assert any("returned without int8 nodes" in n for n in int8_info(q)["notes"])
+    with pytest.warns(UserWarning, match="Cos"):
+        r = wb.quantize_with_accuracy_control(model, data, data, lambda run, ds: 1.0)
+    assert r.reverted == () and any("without int8 nodes" in n for n in r.notes)
     cnn, cal, _ = outlier
     names = [n.name for n in cnn.graph.node]
-    with pytest.raises(wb.UnsupportedError, match="would be a float model"):
+    with pytest.raises(wb.UnsupportedError, match="none is returned"):
         quantize_int8(cnn, cal, exclude_nodes=names)

@@ -9,20 +9,23 @@ keeps the placement ORT needs to fuse Q/DQ into integer kernels around float nod
 
 Defaults (measured on the demo CNN and the outlier models in ``tests/models.py``): per-channel
 symmetric int8 weights, asymmetric uint8 activations, ``percentile`` activation ranges (robust to
-rare activation spikes that a min/max range would stretch to), and ``reduce_range`` on CPUs
-without VNNI, where ORT's u8×s8 kernels can saturate 16-bit intermediate sums.
+rare activation spikes that a min/max range would stretch to), and ``reduce_range`` when the
+*target* CPU has no VNNI, where ORT's u8×s8 kernels can saturate 16-bit intermediate sums.
+
+Never worse than the plain library: each addition falls back to ORT's own behaviour where it
+fails, and says so in the model's ``workbench.int8`` metadata ``notes`` —
+a tensor whose histogram cannot be built (constant or integer-valued paths) gets its min/max
+range; per-channel weights on a model older than opset 13 (``DequantizeLinear.axis``) upgrade
+the model with ``onnx.version_converter`` or fall back to per-tensor; the result is checked by
+creating an ONNX Runtime session before it is returned.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import os
-import sys
 import tempfile
-import threading
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,13 +33,15 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..cpu import cpu_info
-from ..data import Dataset, as_dataset, input_signature, onnx_to_numpy_dtype
-from ..errors import InputError, UnsupportedError, WorkbenchError
+from ..cpu import CpuInfo, cpu_info
+from ..data import Dataset, InputSpec, as_dataset, check_dataset, input_specs
+from ..errors import InputError, OperationCancelled, UnsupportedError, WorkbenchError
 from ..model import ensure_node_names, load_model
 from ..progress import quiet, task
 from ..runtime import open_runner, prepare_feeds
-from ..tensor_types import inferred, tensor_types
+from ..runtime.hints import PrecisionWarning
+from ..runtime.ort import make_session
+from ..tensor_types import inferred_ir, tensor_types
 
 #: ``calibration=`` names → ORT CalibrationMethod member names
 CALIBRATIONS = {
@@ -50,23 +55,44 @@ DEFAULT_CALIBRATION = "percentile"
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 #: metadata key recording how a model was quantized
 METADATA_KEY = "workbench.int8"
+#: DequantizeLinear's ``axis`` (per-channel weights) exists from this opset on
+PER_CHANNEL_OPSET = 13
+#: ``extra_options`` keys ``quantize_static`` forwards to its calibrator (same mapping as ORT)
+_CALIB_OPTIONS = {
+    "CalibTensorRangeSymmetric": "symmetric",
+    "CalibMovingAverage": "moving_average",
+    "CalibMovingAverageConstant": "averaging_constant",
+    "CalibMaxIntermediateOutputs": "max_intermediate_outputs",
+    "CalibPercentile": "percentile",
+}
+_VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
 
 
-def cpu_has_vnni() -> bool:
-    """True when the CPU has 8-bit dot-product instructions (AVX512-VNNI / AVX-VNNI).
+def target_reduce_range(target: CpuInfo | Iterable[str] | None = None) -> tuple[bool, str]:
+    """``reduce_range`` for the CPU the int8 model will run on, and why.
 
-    Without them ORT's x86 u8×s8 kernels sum pairs of products in int16 and can saturate, which
-    ``reduce_range`` (7-bit weights) avoids — the setting ORT's documentation recommends.
-    Unknown flags (macOS/Windows/ARM, which has sdot/udot) count as yes: full-range weights.
+    ``target`` is a :class:`~workbench.cpu.CpuInfo`, a collection of CPU flags (as in
+    ``/proc/cpuinfo``) or None for this machine. Without VNNI, ORT's x86 u8×s8 kernels sum pairs
+    of products in int16 and can saturate, which 7-bit weights avoid (ORT's recommendation).
+    Unknown flags (macOS/Windows, ARM with sdot/udot) mean full-range weights.
     """
-    vnni = cpu_info().has_vnni
-    return True if vnni is None else vnni
+    where = "this machine" if target is None else "target"
+    info = cpu_info() if target is None else target
+    flags = info.flags if isinstance(info, CpuInfo) else tuple(info)
+    if isinstance(info, str):
+        raise InputError(f"target must be a CpuInfo or a collection of CPU flags, got {info!r}")
+    if not flags:
+        return False, f"{where}: CPU flags unknown, full-range weights"
+    vnni = [f for f in _VNNI_FLAGS if f in flags]
+    if vnni:
+        return False, f"{where} has {vnni[0]}: full-range weights"
+    return True, f"{where} has no VNNI: 7-bit weights avoid int16 saturation"
 
 
 class _FeedsReader:
     """ORT ``CalibrationDataReader`` over ``Dataset.feeds()`` with progress and cancellation."""
 
-    def __init__(self, dataset: Dataset, specs: Mapping[str, np.dtype], progress: Any):
+    def __init__(self, dataset: Dataset, specs: Mapping[str, InputSpec], progress: Any):
         self._it: Iterator[dict[str, np.ndarray]] = dataset.feeds()
         self._specs = specs
         self._progress = progress
@@ -84,64 +110,178 @@ class _FeedsReader:
             yield item
 
 
-_quiet_lock = threading.Lock()
-_quiet_state: dict[str, Any] = {"depth": 0}
+def _symbolic_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """ORT's symbolic shape inference without its side effect.
 
-
-@contextlib.contextmanager
-def _ort_quiet() -> Iterator[None]:
-    """Silence ORT quantization chatter (calibrator prints, root-logger warnings).
-
-    Reference-counted under a lock: concurrent quantizations in several threads share one
-    redirection, and the first entrant's stdout/log level are restored by the last to leave.
+    ``SymbolicShapeInference.infer_shapes`` saves ``sym_shape_infer_temp.onnx`` into the current
+    directory when inference is incomplete; this is the same loop without that write (it raises
+    instead, and the caller falls back to ONNX shape inference).
     """
-    with _quiet_lock:
-        if _quiet_state["depth"] == 0:
-            root = logging.getLogger()
-            _quiet_state["level"] = root.level
-            _quiet_state["stdout"] = sys.stdout
-            root.setLevel(max(root.level, logging.ERROR))
-            sys.stdout = io.StringIO()
-        _quiet_state["depth"] += 1
-    try:
-        yield
-    finally:
-        with _quiet_lock:
-            _quiet_state["depth"] -= 1
-            if _quiet_state["depth"] == 0:
-                sys.stdout = _quiet_state.pop("stdout")
-                logging.getLogger().setLevel(_quiet_state.pop("level"))
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    ssi = SymbolicShapeInference(2**31 - 1, False, False, 0)
+    done = False
+    ssi._preprocess(model)
+    while ssi.run_:
+        done = ssi._infer_impl()
+    ssi._update_output_from_vi()
+    if not done:
+        raise ValueError("incomplete symbolic shape inference")
+    return ssi.out_mp_
 
 
 def _prepare(model: onnx.ModelProto, workdir: Path, optimize: bool) -> tuple[onnx.ModelProto, str]:
     """ORT's ``quant_pre_process`` (shape inference, basic graph optimization); falls back.
 
-    Returns the prepared model and a note saying which preparation ran.
+    Returns the prepared model and a note saying which preparation ran. Every file goes to
+    ``workdir`` (symbolic shapes run here, so ORT never writes into the current directory).
     """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    src = workdir / "named.onnx"
-    onnx.save_model(model, src)
-    attempts = (
-        ("optimized + symbolic shapes", {"skip_optimization": not optimize}),
-        ("onnx shapes only", {"skip_optimization": not optimize, "skip_symbolic_shape": True}),
-    )
-    for i, (note, kwargs) in enumerate(attempts):
-        dst = workdir / f"prepared{i}.onnx"
+    last = ""
+    for i, symbolic in enumerate((True, False)):
         try:
-            with _ort_quiet():
-                quant_pre_process(str(src), str(dst), **kwargs)
-            return onnx.load_model(str(dst)), note
+            src = model
+            if symbolic:
+                src = _symbolic_shapes(model)
+            path = workdir / f"named{i}.onnx"
+            onnx.save_model(src, path)
+            dst = workdir / f"prepared{i}.onnx"
+            quant_pre_process(
+                str(path), str(dst), skip_optimization=not optimize, skip_symbolic_shape=True
+            )
+            return onnx.load_model(str(dst)), ("optimized" if optimize else "not optimized") + (
+                " + symbolic shapes" if symbolic else " + onnx shapes only"
+            )
         except Exception as e:  # symbolic shape inference cannot handle every model
             last = f"{type(e).__name__}: {str(e)[:200]}"
     # quantize_static still works without pre-processing (it runs onnx shape inference itself)
     return model, f"not pre-processed ({last})"
 
 
+def default_opset(model: onnx.ModelProto) -> int:
+    """Version of the default (``ai.onnx``) opset; 0 when the model does not import it."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def ort_refusal(model: onnx.ModelProto) -> str | None:
+    """Why ONNX Runtime (CPU) refuses to load ``model``, or None when a session can be created."""
+    try:
+        make_session(model)  # the workbench's session options (ORT's own log level quieted)
+    except Exception as e:
+        return f"{type(e).__name__}: {str(e)[:300]}"
+    return None
+
+
+def _upgrade_for_per_channel(model: onnx.ModelProto) -> tuple[onnx.ModelProto | None, str]:
+    """``model`` converted to opset 13 (per-channel DequantizeLinear needs ``axis``), or None.
+
+    The converted model must still load in ONNX Runtime; the note says what happened.
+    """
+    old = default_opset(model)
+    try:
+        from onnx import version_converter
+
+        up = version_converter.convert_version(model, PER_CHANNEL_OPSET)
+        why = ort_refusal(up)
+    except Exception as e:  # the converter lacks adapters for some ops
+        why = f"{type(e).__name__}: {str(e)[:200]}"
+    if why is None:
+        return up, (
+            f"opset {old} upgraded to {PER_CHANNEL_OPSET} with onnx.version_converter "
+            "(per-channel DequantizeLinear needs its axis attribute)"
+        )
+    return None, (
+        f"opset {old} cannot be upgraded to {PER_CHANNEL_OPSET} ({why}): weights quantized "
+        "per tensor instead of per channel"
+    )
+
+
+def _tolerant_collector(calibrator: Any) -> Any:
+    """ORT's histogram collector, tensor by tensor: a tensor whose histogram fails gets min/max.
+
+    ORT builds every histogram in one loop, so one degenerate tensor (a constant or an
+    integer-valued path such as a sample rate: ``np.histogram`` cannot make 2048 bins over a
+    zero-width range at 16000) aborts the whole calibration. Here that tensor alone falls back to
+    the plain library's MinMax range; ``failed`` records it for the result's notes.
+    """
+    from onnxruntime.quantization.calibrate import HistogramCollector, TensorData
+
+    class Collector(HistogramCollector):
+        def __init__(self) -> None:
+            super().__init__(
+                method=calibrator.method,
+                symmetric=calibrator.symmetric,
+                num_bins=calibrator.num_bins,
+                num_quantized_bins=calibrator.num_quantized_bins,
+                percentile=calibrator.percentile,
+                scenario=calibrator.scenario,
+            )
+            self.failed: dict[str, str] = {}
+            self.extremes: dict[str, tuple[float, float, np.dtype]] = {}
+
+        def collect(self, name_to_arr: Mapping[str, Any]) -> None:
+            absolute = self.method == "percentile" and self.symmetric
+            collect = self.collect_absolute_value if absolute else self.collect_value
+            for name, arrays in name_to_arr.items():
+                self._extremes(name, arrays)
+                if name in self.failed:
+                    continue
+                try:
+                    collect({name: arrays})
+                except (ValueError, AssertionError, FloatingPointError, TypeError) as e:
+                    self.failed[name] = f"{type(e).__name__}: {str(e)[:120]}"
+                    self.histogram_dict.pop(name, None)
+
+        def _extremes(self, name: str, arrays: Any) -> None:
+            arrays = [np.asarray(a) for a in (arrays if isinstance(arrays, list) else [arrays])]
+            finite = [a[np.isfinite(a)] for a in arrays if a.size]
+            finite = [a for a in finite if a.size]
+            lo = min((float(a.min()) for a in finite), default=0.0)
+            hi = max((float(a.max()) for a in finite), default=0.0)
+            dtype = arrays[0].dtype if arrays and arrays[0].dtype == np.float16 else np.float32
+            old = self.extremes.get(name, (lo, hi, dtype))
+            self.extremes[name] = (min(lo, old[0]), max(hi, old[1]), dtype)
+
+        def compute_collection_result(self) -> dict[str, Any]:
+            compute = {
+                "entropy": self.compute_entropy,
+                "percentile": self.compute_percentile,
+                "distribution": self.compute_distribution,
+            }[self.method]
+            everything, result = self.histogram_dict, {}
+            try:
+                result = compute() if everything else {}
+            except Exception:  # find the tensor(s) whose threshold search fails
+                for name, hist in everything.items():
+                    self.histogram_dict = {name: hist}
+                    try:
+                        result.update(compute())
+                    except Exception as e:
+                        self.failed[name] = f"{type(e).__name__}: {str(e)[:120]}"
+                self.histogram_dict = everything
+            for name in self.failed:
+                lo, hi, dtype = self.extremes.get(name, (0.0, 0.0, np.float32))
+                result[name] = TensorData(
+                    lowest=np.array(lo, dtype=dtype), highest=np.array(hi, dtype=dtype)
+                )
+            return result
+
+    return Collector()
+
+
+def _op_types() -> list[str]:
+    """Every op type ORT's quantizers handle (what ``quantize_static`` calibrates by default)."""
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    return sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+
+
 class Int8Quantizer:
     """Prepared model + calibration cache; :meth:`quantize` re-quantizes with exclusions.
 
     Use as a context manager: work files live in a temporary folder removed on exit.
+    ``notes`` collects every fallback to the plain library (written into the model metadata).
     """
 
     def __init__(
@@ -155,6 +295,7 @@ class Int8Quantizer:
         optimize: bool = True,
         percentile: float = 99.999,
         extra_options: Mapping[str, Any] | None = None,
+        target: CpuInfo | Iterable[str] | None = None,
     ):
         if calibration not in CALIBRATIONS:
             raise InputError(
@@ -165,9 +306,14 @@ class Int8Quantizer:
         self.calibration_dataset = as_dataset(calibration_dataset, "calibration_dataset")
         self.source = ensure_node_names(load_model(model))
         self.source_names = [n.name for n in self.source.graph.node]
+        # every item checked against the inputs first: a wrong shape fails in one line
+        check_dataset(self.source, self.calibration_dataset, "calibration data")
         self.per_channel = bool(per_channel)
         self.calibration = calibration
-        self.reduce_range = (not cpu_has_vnni()) if reduce_range is None else bool(reduce_range)
+        if reduce_range is None:
+            self.reduce_range, self.reduce_range_reason = target_reduce_range(target)
+        else:
+            self.reduce_range, self.reduce_range_reason = bool(reduce_range), "explicit"
         self.activation_type = activation_type
         self.optimize = optimize
         self.percentile = float(percentile)
@@ -176,6 +322,7 @@ class Int8Quantizer:
         self.prepared: onnx.ModelProto | None = None
         self.prepare_note = ""
         self.prepared_names: list[str] = []
+        self.notes: list[str] = []
         self._count = 0
 
     # -- lifecycle
@@ -204,19 +351,25 @@ class Int8Quantizer:
 
     def _setup(self) -> None:
         self.prepared, self.prepare_note = _prepare(self.source, self.workdir, self.optimize)
+        if self.per_channel and default_opset(self.prepared) < PER_CHANNEL_OPSET:
+            upgraded, note = _upgrade_for_per_channel(self.prepared)
+            self.notes.append(note)
+            if upgraded is None:
+                self.per_channel = False
+            else:
+                self.prepared = upgraded
         self.prepared_names = [n.name for n in self.prepared.graph.node]
         onnx.save_model(self.prepared, self.workdir / "prepared.onnx")
         self._calibrate()
 
     # -- ORT arguments
+    def _extra(self) -> dict[str, Any]:
+        # per-tensor 'percentile' keeps 99.999 % of the histogram mass, both tails
+        return {"CalibPercentile": self.percentile, **self.extra_options}
+
     def _ort_args(self) -> dict[str, Any]:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
 
-        extra = {
-            # per-tensor 'percentile' keeps 99.999 % of the histogram mass, both tails
-            "CalibPercentile": self.percentile,
-            **self.extra_options,
-        }
         return {
             "quant_format": QuantFormat.QDQ,
             "per_channel": self.per_channel,
@@ -227,23 +380,46 @@ class Int8Quantizer:
             "weight_type": QuantType.QInt8,
             "calibrate_method": getattr(CalibrationMethod, CALIBRATIONS[self.calibration]),
             "calibration_providers": ["CPUExecutionProvider"],
-            "extra_options": extra,
+            "extra_options": self._extra(),
             "calibration_cache_path": str(self.workdir / "ranges.json"),
         }
 
+    def _collect_ranges(self, reader: _FeedsReader) -> Any:
+        """Activation ranges with ORT's calibrator (tolerant histograms), as ORT's TensorsData."""
+        from onnxruntime.quantization import CalibrationMethod
+        from onnxruntime.quantization.calibrate import HistogramCalibrater, create_calibrator
+
+        extra = self._extra()
+        options = {key: extra[name] for name, key in _CALIB_OPTIONS.items() if name in extra}
+        calibrator = create_calibrator(
+            self.workdir / "prepared.onnx",
+            _op_types(),
+            augmented_model_path=str(self.workdir / "augmented.onnx"),
+            calibrate_method=getattr(CalibrationMethod, CALIBRATIONS[self.calibration]),
+            providers=["CPUExecutionProvider"],
+            extra_options=options,
+        )
+        collector = None
+        if isinstance(calibrator, HistogramCalibrater):
+            collector = calibrator.collector = _tolerant_collector(calibrator)
+        calibrator.collect_data(reader)
+        ranges = calibrator.compute_data()
+        for name, why in sorted((collector.failed if collector else {}).items()):
+            self.notes.append(
+                f"tensor {name!r}: {self.calibration} range failed ({why}); min/max range used"
+            )
+        return ranges
+
     def _calibrate(self) -> None:
         """Collect activation ranges once (ORT's calibrator); later quantizations reuse them."""
-        from onnxruntime.quantization import quantize_static
+        from onnxruntime.quantization.calibrate import save_tensors_data
 
         n = len(self.calibration_dataset)
-        with task(f"int8 calibration ({self.calibration})", n) as t, _ort_quiet():
+        with task(f"int8 calibration ({self.calibration})", n) as t:
             try:
-                quantize_static(
-                    str(self.workdir / "prepared.onnx"),
-                    str(self.workdir / "calibrated.onnx"),
-                    _FeedsReader(self.calibration_dataset, self._input_specs(), t),
-                    **self._ort_args(),
-                )
+                reader = _FeedsReader(self.calibration_dataset, self._input_specs(), t)
+                save_tensors_data(self._collect_ranges(reader), self.workdir / "ranges.json")
+                self._first_quantization()
             except WorkbenchError:  # bad feeds, cancellation: already clear
                 raise
             except Exception as e:
@@ -255,8 +431,30 @@ class Int8Quantizer:
                 ) from e
         self.full = self._load("calibrated.onnx", ())
 
-    def _input_specs(self) -> dict[str, np.dtype]:
-        return {name: onnx_to_numpy_dtype(elem) for name, elem, _ in input_signature(self.source)}
+    def _first_quantization(self) -> None:
+        """The model without exclusions; ORT's int32-bias weight-scale adjustment, which fails
+        on some exported graphs (an array compared as a scalar), is switched off if it fails."""
+        try:
+            self._quantize_file((), "calibrated.onnx")
+        except ValueError as e:
+            if "QDQDisableWeightAdjustForInt32Bias" in self.extra_options:
+                raise
+            self.extra_options["QDQDisableWeightAdjustForInt32Bias"] = True
+            self._quantize_file((), "calibrated.onnx")
+            self.notes.append(
+                f"ORT's weight-scale adjustment for int32 biases failed ({str(e)[:100]}): "
+                "QDQDisableWeightAdjustForInt32Bias used"
+            )
+
+    def per_tensor_fallback(self, why: str) -> None:
+        """Switch to per-tensor weights (the plain library's safest form) after ``why``."""
+        self.per_channel = False
+        self.notes.append(f"per-channel model refused by ONNX Runtime ({why}): per-tensor used")
+        self._quantize_file((), "calibrated.onnx")
+        self.full = self._load("calibrated.onnx", ())
+
+    def _input_specs(self) -> dict[str, InputSpec]:
+        return input_specs(self.source)
 
     def _surviving(self, names: tuple[str, ...]) -> tuple[str, ...]:
         """Names in the prepared graph: a node folded away by pre-processing (BatchNorm into
@@ -286,6 +484,33 @@ class Int8Quantizer:
             )
         return tuple(sorted(set(names)))
 
+    def _quantize_file(self, exclude: tuple[str, ...], out: str, **extra: Any) -> None:
+        from onnxruntime.quantization import quantize_static
+
+        args = self._ort_args()
+        args["extra_options"] = {**args["extra_options"], **extra}
+        quantize_static(
+            str(self.workdir / "prepared.onnx"),
+            str(self.workdir / out),
+            None,  # ranges come from the calibration cache
+            nodes_to_exclude=list(exclude),
+            **args,
+        )
+
+    def simulation_model(self, exclude: Iterable[str] = ()) -> onnx.ModelProto:
+        """The QDQ model with Relu/Clip kept (ORT folds them into the Q range otherwise).
+
+        For simulating int8 in float (accuracy control's ranking probe): with Q/DQ bypassed,
+        a folded Relu would be missing from the float path.
+        """
+        self._count += 1
+        out = self.workdir / f"s{self._count}.onnx"
+        self._quantize_file(self._surviving(self.check_nodes(exclude)), out.name,
+                            QDQKeepRemovableActivations=True)  # fmt: skip
+        model = onnx.load_model(str(out))
+        out.unlink()
+        return model
+
     def quantize(
         self, exclude: Iterable[str] = (), auto_float: Iterable[str] = ()
     ) -> onnx.ModelProto:
@@ -293,20 +518,26 @@ class Int8Quantizer:
         auto = self.check_nodes(auto_float, "auto_float")
         exclude = self._surviving(self.check_nodes(tuple(exclude) + auto))
         if not exclude and hasattr(self, "full"):
-            return load_model(self.full)
-        from onnxruntime.quantization import quantize_static
-
+            return self._stamp(load_model(self.full), (), ())  # notes may have grown since
         self._count += 1
         out = f"q{self._count}.onnx"
-        with _ort_quiet():
-            quantize_static(
-                str(self.workdir / "prepared.onnx"),
-                str(self.workdir / out),
-                None,  # ranges come from the calibration cache
-                nodes_to_exclude=list(exclude),
-                **self._ort_args(),
-            )
+        self._quantize_file(exclude, out)
         return self._load(out, exclude, auto)
+
+    def info(self, exclude: tuple[str, ...] = (), auto: tuple[str, ...] = ()) -> dict[str, Any]:
+        """What the ``workbench.int8`` metadata records for a model quantized with ``exclude``."""
+        return {
+            "calibration": self.calibration,
+            "per_channel": self.per_channel,
+            "reduce_range": self.reduce_range,
+            "reduce_range_reason": self.reduce_range_reason,
+            "activations": self.activation_type,
+            "calibration_items": len(self.calibration_dataset),
+            "prepared": self.prepare_note,
+            "excluded": [n for n in exclude if n not in auto],
+            "auto_float": list(auto),
+            "notes": list(dict.fromkeys(self.notes)),
+        }
 
     def _load(
         self, filename: str, exclude: tuple[str, ...], auto: tuple[str, ...] = ()
@@ -314,29 +545,61 @@ class Int8Quantizer:
         path = self.workdir / filename
         model = onnx.load_model(str(path))
         path.unlink()
+        notes: list[str] = []
         if exclude:
-            model = keep_float(model, exclude)
+            model, notes = self._keep_float(model, exclude)
         # quant_pre_process's optimizer declares every ORT domain; keep only the used ones
         used = {n.domain for n in model.graph.node} | {""}
         kept = [o for o in model.opset_import if o.domain in used or o.domain == "ai.onnx"]
         del model.opset_import[:]
         model.opset_import.extend(kept)
-        info = {
-            "calibration": self.calibration,
-            "per_channel": self.per_channel,
-            "reduce_range": self.reduce_range,
-            "activations": self.activation_type,
-            "calibration_items": len(self.calibration_dataset),
-            "prepared": self.prepare_note,
-            "excluded": [n for n in exclude if n not in auto],
-            "auto_float": list(auto),
-        }
+        return self._stamp(model, exclude, auto, notes)
+
+    def _stamp(
+        self,
+        model: onnx.ModelProto,
+        exclude: tuple[str, ...],
+        auto: tuple[str, ...],
+        notes: Iterable[str] = (),
+    ) -> onnx.ModelProto:
         entry = next((p for p in model.metadata_props if p.key == METADATA_KEY), None)
         if entry is None:
             entry = model.metadata_props.add()
             entry.key = METADATA_KEY
+        info = self.info(exclude, auto)
+        info["notes"] += list(notes)
         entry.value = json.dumps(info, sort_keys=True)
         return model
+
+    def _keep_float(
+        self, model: onnx.ModelProto, exclude: tuple[str, ...]
+    ) -> tuple[onnx.ModelProto, list[str]]:
+        """:func:`keep_float`, node by node where the whole set fails (noted, never fatal)."""
+        notes: list[str] = []
+        try:
+            return keep_float(model, exclude), notes
+        except Exception:
+            wanted = set(exclude)
+            names = [
+                n.name
+                for n in model.graph.node
+                if n.name in wanted and n.op_type in _WEIGHT_REQUANTIZED_OPS
+            ]
+            for name in names:
+                try:
+                    model = keep_float(model, (name,))
+                except Exception as e:
+                    notes.append(
+                        f"node {name!r}: own float DequantizeLinear failed ({type(e).__name__}: "
+                        f"{str(e)[:80]}); ORT may re-quantize its weight at load time"
+                    )
+            return model, notes
+
+
+def int8_info(model: onnx.ModelProto) -> dict[str, Any]:
+    """How ``model`` was quantized (the ``workbench.int8`` metadata), {} for other models."""
+    entry = next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
+    return json.loads(entry) if entry else {}
 
 
 #: ops whose float weights ORT's WeightBiasQuantization optimizer re-quantizes (per tensor!)
@@ -356,9 +619,11 @@ def keep_float(model: onnx.ModelProto, nodes: Iterable[str]) -> onnx.ModelProto:
     """
     import onnx_ir as ir
 
+    if default_opset(model) < PER_CHANNEL_OPSET:  # a per-channel DequantizeLinear needs axis
+        raise ValueError(f"opset {default_opset(model)} < {PER_CHANNEL_OPSET}")
     wanted = set(nodes)
     # channel counts of the DQ outputs (unknown domains: the quantizer's value_info only)
-    m = ir.from_proto(inferred(model))
+    m = inferred_ir(model)
     g = m.graph
     for node in list(g):
         if node.name not in wanted or node.op_type not in _WEIGHT_REQUANTIZED_OPS:
@@ -411,10 +676,18 @@ def no_int8_message(model: onnx.ModelProto, exclude: Iterable[str]) -> str:
     """Why a quantization produced no int8 node (so the 'int8' model would really be float)."""
     ops = sorted({n.op_type for n in model.graph.node})
     excluded = f" ({len(tuple(exclude))} node(s) excluded)" if tuple(exclude) else ""
+    bodies = sorted(set(ops) & {"If", "Loop", "Scan"})
+    where = (
+        f"; its {'/'.join(bodies)} bodies hold the rest of the work and ORT's QDQ quantizer does "
+        "not enter control-flow bodies (plain quantize_static returns the float model "
+        "unchanged here)"
+        if bodies
+        else ""
+    )
     return (
         f"no node of model {model.graph.name!r} runs in int8 after quantization{excluded}: "
         f"ONNX Runtime's QDQ quantizer does not quantize its ops ({', '.join(ops)}) or all "
-        "were excluded; the result would be a float model, so none is returned"
+        f"were excluded{where}"
     )
 
 
@@ -485,6 +758,51 @@ def _edges_to_keep_float(q: Int8Quantizer, exclude: tuple[str, ...], items: int)
     return keep
 
 
+def int8_model(
+    q: Int8Quantizer, exclude: tuple[str, ...], auto_float: bool, auto_float_items: int
+) -> tuple[onnx.ModelProto, tuple[str, ...]]:
+    """THE int8 model for these options (:func:`quantize_int8` and accuracy control's start).
+
+    Returns the model and the nodes ``auto_float`` kept in float. The model is checked by
+    creating an ONNX Runtime session: a per-channel graph ORT refuses is redone per tensor; a
+    graph it still refuses raises :class:`UnsupportedError` (never returned).
+    """
+    why = ort_refusal(q.full)
+    if why is not None and q.per_channel:
+        q.per_tensor_fallback(why)
+        why = ort_refusal(q.full)
+    if why is not None:
+        raise UnsupportedError(
+            f"ONNX Runtime refuses the int8 model of {q.source.graph.name!r}: {why}"
+        )
+    kept: list[str] = []
+    if auto_float:
+        try:
+            with quiet():
+                kept = _edges_to_keep_float(q, exclude, auto_float_items)
+        except (OperationCancelled, InputError):
+            raise
+        except Exception as e:  # our addition failed: the plain quantization stands
+            q.notes.append(f"auto_float skipped ({type(e).__name__}: {str(e)[:120]})")
+    result = q.quantize(exclude, auto_float=kept)
+    if not quantized_nodes(result):
+        message = no_int8_message(q.prepared, exclude)
+        if exclude:  # the caller's exclusions leave nothing: a mistake worth an error
+            raise UnsupportedError(f"{message}, so none is returned")
+        # as ORT's plain quantize_static, the model comes back — loudly marked as not int8
+        q.notes.append(f"{message}: the model is returned without int8 nodes")
+        warnings.warn(q.notes[-1], PrecisionWarning, stacklevel=3)
+        result = q.quantize(exclude, auto_float=kept)
+    if exclude or kept:
+        why = ort_refusal(result)
+        if why is not None:
+            raise UnsupportedError(
+                f"ONNX Runtime refuses the int8 model of {q.source.graph.name!r} with "
+                f"{', '.join(exclude + tuple(kept))} in float: {why}"
+            )
+    return result, tuple(kept)
+
+
 def quantize_int8(
     model: str | os.PathLike[str] | onnx.ModelProto,
     calibration_dataset: Dataset | Iterable[Mapping[str, Any]],
@@ -493,6 +811,7 @@ def quantize_int8(
     calibration: str = DEFAULT_CALIBRATION,
     *,
     reduce_range: bool | None = None,
+    target: CpuInfo | Iterable[str] | None = None,
     activation_type: str = "uint8",
     optimize: bool = True,
     percentile: float = 99.999,
@@ -505,12 +824,14 @@ def quantize_int8(
     ``per_channel`` quantizes weights per output channel; ``exclude_nodes`` stay float (node
     names after :func:`workbench.model.ensure_node_names`); ``calibration`` picks ORT's range
     method (``minmax``, ``percentile``, ``entropy``, ``distribution``). ``reduce_range=None``
-    uses 7-bit weights only on CPUs without VNNI. ``optimize`` runs ORT's ``quant_pre_process``
-    graph optimization (BatchNorm folding) first. ``extra_options`` go to ``quantize_static``.
-    ``auto_float`` leaves the first/last int8 node in float when that at least halves the
-    output noise power vs float on ``auto_float_items`` calibration items (measured, so it is
-    only done where it helps; recorded in the model's ``workbench.int8`` metadata).
-    The caller's model is not modified; the result is deterministic.
+    follows the ``target`` CPU (a :class:`~workbench.cpu.CpuInfo` or its flags; None: this
+    machine): 7-bit weights only without VNNI (:func:`target_reduce_range`). ``optimize`` runs
+    ORT's ``quant_pre_process`` graph optimization (BatchNorm folding) first. ``extra_options``
+    go to ``quantize_static``. ``auto_float`` leaves the first/last int8 node in float when that
+    at least halves the output noise power vs float on ``auto_float_items`` calibration items.
+    What was used (reduce_range and why, fallbacks to the plain library) is recorded in the
+    model's ``workbench.int8`` metadata (:func:`int8_info`). The caller's model is not
+    modified; the result is deterministic and loads in ONNX Runtime.
     """
     quantizer = Int8Quantizer(
         model,
@@ -522,14 +843,8 @@ def quantize_int8(
         optimize=optimize,
         percentile=percentile,
         extra_options=extra_options,
+        target=target,
     )
     exclude = quantizer.check_nodes(exclude_nodes)  # fail before spending time on calibration
     with quantizer as q:
-        kept: list[str] = []
-        if auto_float:
-            with quiet():
-                kept = _edges_to_keep_float(q, exclude, auto_float_items)
-        result = q.quantize(exclude, auto_float=kept)
-        if not quantized_nodes(result):
-            raise UnsupportedError(no_int8_message(q.prepared, exclude))
-        return result
+        return int8_model(q, exclude, auto_float, auto_float_items)[0]
