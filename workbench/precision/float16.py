@@ -50,14 +50,25 @@ import onnx_ir as ir
 
 from ..errors import InputError, UnsupportedError
 from ..model import check_external_data, ensure_node_names, iter_graphs, load_model
-from ..precisions import DTYPE_NAMES, LOW_FLOATS, NUMPY_TYPES, ONNX_TYPES, canonical, limits
+from ..precisions import (
+    ALIASES,
+    DTYPE_NAMES,
+    LOW_FLOATS,
+    NUMPY_TYPES,
+    ONNX_TYPES,
+    canonical,
+    limits,
+)
 from ..progress import task
 from ..results import Result, html_table
 from ..runtime import kernels
 from ..tensor_types import graph_value_types, schema_type_constraints
+from .opset import default_opset, upgrade_opset
 
 F32 = ir.DataType.FLOAT
 #: progress bars only for models at least this big (small ones finish instantly)
+#: Cast to bfloat16 exists from this opset on (older models are upgraded first)
+BFLOAT16_OPSET = 13
 _PROGRESS_MIN_NODES = 2000
 _PROGRESS_MIN_BYTES = 256 << 20
 _STEP = 256
@@ -196,15 +207,18 @@ def restore_types(proto: onnx.ModelProto, saved: dict[str, onnx.TypeProto]) -> N
             vi.type.CopyFrom(saved[vi.name])
 
 
-def _load_ir(model: Any) -> tuple[onnx.ModelProto, ir.Model, dict[str, onnx.TypeProto]]:
-    """(proto, ir.Model, cleared map types) from a path (external data memory-mapped, never
-    read twice) or a proto.
+def _load_ir(
+    model: Any, min_opset: int = 0
+) -> tuple[onnx.ModelProto, ir.Model, dict[str, onnx.TypeProto], tuple[str, ...]]:
+    """(proto, ir.Model, cleared map types, notes) from a path (external data memory-mapped,
+    never read twice) or a proto; below ``min_opset`` the model is upgraded first (noted).
 
     A caller's ModelProto is only read: the IR wraps its tensors and every change goes to new
     objects.
     """
     if isinstance(model, onnx.ModelProto):
-        return (model, *ir_from_proto(model))
+        proto, notes = _at_least(model, min_opset)
+        return (proto, *ir_from_proto(proto), notes)
     if not isinstance(model, (str, os.PathLike)):
         raise InputError(
             f"convert_float16 expects a path or onnx.ModelProto, got {type(model).__name__}"
@@ -212,9 +226,18 @@ def _load_ir(model: Any) -> tuple[onnx.ModelProto, ir.Model, dict[str, onnx.Type
     path = Path(model)
     proto = load_model(path, load_external_data=False)
     check_external_data(proto, path.parent)
+    proto, notes = _at_least(proto, min_opset)
     m, saved = ir_from_proto(proto)
     ir.external_data.set_base_dir(m.graph, path.parent)
-    return proto, m, saved
+    return proto, m, saved, notes
+
+
+def _at_least(proto: onnx.ModelProto, opset: int) -> tuple[onnx.ModelProto, tuple[str, ...]]:
+    """``proto`` upgraded to ``opset`` when it imports an older default opset (else as is)."""
+    if not 0 < default_opset(proto) < opset:
+        return proto, ()
+    up, note = upgrade_opset(proto, opset, "Cast to bfloat16 needs it")
+    return (up, (note,)) if up is not None else (proto, ())
 
 
 def _value_types(
@@ -1026,10 +1049,10 @@ def _options(
         )
     if low == ir.DataType.BFLOAT16:
         opset = m.opset_imports.get("", m.opset_imports.get("ai.onnx", 0))
-        if opset < 13:
+        if 0 < opset < BFLOAT16_OPSET:  # _load_ir upgrades; here only when it could not
             raise UnsupportedError(
-                f"bfloat16 needs opset 13 or later (Cast to bfloat16); the model uses opset "
-                f"{opset} — convert it with onnx.version_converter first"
+                f"bfloat16 needs opset {BFLOAT16_OPSET} or later (Cast to bfloat16); the model "
+                f"uses opset {opset} and onnx.version_converter could not upgrade it"
             )
     return _Options(
         dtype=name,
@@ -1054,7 +1077,8 @@ def _plan(
     require_kernel: bool | None,
     max_constant_error: float | None = None,
 ) -> _Plan:
-    proto, m, saved = _load_ir(model)
+    bf16 = ALIASES.get(str(dtype).strip().lower()) == "bf16"
+    proto, m, saved, upgrade_notes = _load_ir(model, BFLOAT16_OPSET if bf16 else 0)
     graphs = list(_ir_graphs(m.graph))
     nodes = _name_nodes(m, graphs)
     opts = _options(
@@ -1069,6 +1093,7 @@ def _plan(
     big = len(nodes) >= _PROGRESS_MIN_NODES or weight_bytes >= _PROGRESS_MIN_BYTES
     plan = _Plan(m, graphs, opts, nodes, types, progress=big)
     plan.saved_types = saved
+    plan.notes.extend(upgrade_notes)
     return plan
 
 

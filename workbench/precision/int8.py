@@ -42,6 +42,7 @@ from ..runtime import open_runner, prepare_feeds
 from ..runtime.hints import PrecisionWarning
 from ..runtime.ort import make_session
 from ..tensor_types import inferred_ir, tensor_types
+from .opset import default_opset, upgrade_opset
 
 #: ``calibration=`` names → ORT CalibrationMethod member names
 CALIBRATIONS = {
@@ -159,11 +160,6 @@ def _prepare(model: onnx.ModelProto, workdir: Path, optimize: bool) -> tuple[onn
     return model, f"not pre-processed ({last})"
 
 
-def default_opset(model: onnx.ModelProto) -> int:
-    """Version of the default (``ai.onnx``) opset; 0 when the model does not import it."""
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-
-
 def ort_refusal(model: onnx.ModelProto) -> str | None:
     """Why ONNX Runtime (CPU) refuses to load ``model``, or None when a session can be created."""
     try:
@@ -178,23 +174,15 @@ def _upgrade_for_per_channel(model: onnx.ModelProto) -> tuple[onnx.ModelProto | 
 
     The converted model must still load in ONNX Runtime; the note says what happened.
     """
-    old = default_opset(model)
-    try:
-        from onnx import version_converter
-
-        up = version_converter.convert_version(model, PER_CHANNEL_OPSET)
-        why = ort_refusal(up)
-    except Exception as e:  # the converter lacks adapters for some ops
-        why = f"{type(e).__name__}: {str(e)[:200]}"
-    if why is None:
-        return up, (
-            f"opset {old} upgraded to {PER_CHANNEL_OPSET} with onnx.version_converter "
-            "(per-channel DequantizeLinear needs its axis attribute)"
-        )
-    return None, (
-        f"opset {old} cannot be upgraded to {PER_CHANNEL_OPSET} ({why}): weights quantized "
-        "per tensor instead of per channel"
+    up, note = upgrade_opset(
+        model,
+        PER_CHANNEL_OPSET,
+        "per-channel DequantizeLinear needs its axis attribute",
+        ort_refusal,
     )
+    if up is None:
+        note += ": weights quantized per tensor instead of per channel"
+    return up, note
 
 
 def _tolerant_collector(calibrator: Any) -> Any:
