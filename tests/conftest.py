@@ -40,3 +40,23 @@ def demo_data():
 def tmodels():
     """The test model builders (tests/models.py)."""
     return models
+
+
+@pytest.fixture(scope="session")
+def corpus_models() -> dict[str, Path]:
+    """The real-model corpus (tests/corpus.py), all of it: `make test` fetches it first.
+
+    Outside CI a missing corpus skips with the command to fetch it; in CI it is an error.
+    """
+    import os
+
+    import corpus
+
+    have = corpus.available()
+    missing = [e.name for e in corpus.ENTRIES if e.name not in have]
+    if missing:
+        message = f"corpus models missing ({', '.join(missing)}): run python tests/corpus.py fetch"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return have

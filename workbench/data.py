@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,9 +71,6 @@ def as_dataset(data: Dataset | Iterable[Any] | None, what: str = "dataset") -> D
     return ds
 
 
-_NP_FOR_ONNX: dict[int, Any] = {}
-
-
 def onnx_to_numpy_dtype(elem_type: int) -> np.dtype:
     """Numpy dtype for an ONNX element type (bfloat16 via ml_dtypes)."""
     if elem_type == onnx.TensorProto.BFLOAT16:
@@ -93,6 +93,137 @@ def input_signature(model: onnx.ModelProto) -> list[tuple[str, int, tuple[int | 
         )
         sig.append((vi.name, tt.elem_type, shape))
     return sig
+
+
+Dim = int | str | None
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model input accepts: element dtype and shape (None: rank unknown).
+
+    Dimensions are ints (static), strings (named dynamic) or None (unknown).
+    """
+
+    dtype: np.dtype | None  # None: not a tensor (sequence/map input), passed through unchecked
+    shape: tuple[Dim, ...] | None = None
+
+    def __str__(self) -> str:
+        if self.shape is None:
+            return f"{self.dtype}[any shape]"
+        return f"{self.dtype}[{', '.join('?' if d is None else str(d) for d in self.shape)}]"
+
+
+def input_specs(model: onnx.ModelProto) -> dict[str, InputSpec]:
+    """Input name → :class:`InputSpec` for each real graph input of ``model``."""
+    specs = {}
+    for vi in model.graph.input:
+        if vi.name in {i.name for i in model.graph.initializer}:
+            continue
+        tt = vi.type.tensor_type
+        shape = None
+        if tt.HasField("shape"):
+            shape = tuple(
+                d.dim_value
+                if d.HasField("dim_value") and d.dim_value > 0
+                else (d.dim_param or None)
+                for d in tt.shape.dim
+            )
+        dtype = onnx_to_numpy_dtype(tt.elem_type) if vi.type.HasField("tensor_type") else None
+        specs[vi.name] = InputSpec(dtype, shape)
+    return specs
+
+
+_KIND_NAMES = {"U": "text", "S": "bytes", "O": "Python object", "V": "raw record"}
+
+
+def _described(value: np.ndarray) -> str:
+    return f"{value.dtype}[{', '.join(map(str, value.shape))}]"
+
+
+def _converted(name: str, value: np.ndarray, dtype: np.dtype, where: str) -> np.ndarray:
+    """``value`` as ``dtype`` when no information is lost in the cast, else InputError."""
+    if value.dtype == dtype:
+        return value
+    target, kind = np.dtype(dtype), value.dtype.kind
+    lossless = kind in "biuf" and (target.kind == "f" or target.name == "bfloat16")
+    if not lossless and kind in "biuf" and target.kind in "biu":
+        cast = value.astype(target)
+        lossless = bool(np.array_equal(cast.astype(value.dtype), value))
+        if lossless:
+            return cast
+    if not lossless:
+        raise InputError(
+            f"input {name!r}{where}: expected {target} values, got {value.dtype} values"
+            + (f" that {target} cannot hold exactly" if kind in "biuf" else "")
+            + f"; convert the data to {target}"
+        )
+    return value.astype(target)
+
+
+def check_input(name: str, value: Any, spec: InputSpec | np.dtype, where: str = "") -> np.ndarray:
+    """``value`` checked against one model input (rank, static dims, dtype) and cast to it.
+
+    Raises :class:`InputError` naming the input, what the model expects and what came.
+    """
+    spec = spec if isinstance(spec, InputSpec) else InputSpec(np.dtype(spec))
+    if spec.dtype is None:
+        return value
+    at = f" of {where}" if where else ""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as e:
+        raise InputError(
+            f"input {name!r}{at}: cannot make an array of {type(value).__name__}: {e}"
+        ) from e
+    if arr.dtype.kind in "OUSV":
+        raise InputError(
+            f"input {name!r}{at}: expected {spec}, got {_KIND_NAMES.get(arr.dtype.kind, arr.dtype.name)} values; give numbers"
+        )
+    if spec.shape is not None:
+        wrong = len(spec.shape) != arr.ndim or any(
+            isinstance(d, int) and d != got for d, got in zip(spec.shape, arr.shape, strict=False)
+        )
+        if wrong:
+            hint = " (add the batch axis: array[None])" if arr.ndim + 1 == len(spec.shape) else ""
+            raise InputError(
+                f"input {name!r}{at}: expected {spec} (rank {len(spec.shape)}), "
+                f"got {_described(arr)} (rank {arr.ndim}){hint}"
+            )
+    return _converted(name, arr, spec.dtype, at)
+
+
+def check_feeds(
+    feeds: Mapping[str, Any], specs: Mapping[str, InputSpec | np.dtype], where: str = ""
+) -> Feeds:
+    """Feeds checked against the model inputs (names, rank, static dims, dtype) and cast.
+
+    Raises :class:`InputError` for an unknown or missing input name or a mismatching value.
+    """
+    if not isinstance(feeds, Mapping):
+        raise InputError(f"feeds must be a dict of input name → array, got {type(feeds).__name__}")
+    unknown = [k for k in feeds if k not in specs]
+    if unknown:
+        raise InputError(
+            f"model has no input {unknown[0]!r}{' on ' + where if where else ''}; "
+            f"its inputs are: {', '.join(specs) or '(none)'}"
+        )
+    missing = [k for k in specs if k not in feeds]
+    if missing:
+        raise InputError(
+            f"missing feed for model input {missing[0]!r}; give all of: {', '.join(specs)}"
+        )
+    return {name: check_input(name, feeds[name], spec, where) for name, spec in specs.items()}
+
+
+def check_dataset(model: onnx.ModelProto, data: Dataset, what: str = "dataset") -> None:
+    """Check every item of ``data`` against ``model``'s inputs before any work starts.
+
+    Raises :class:`InputError` naming the item, the input, what was expected and what came.
+    """
+    specs = input_specs(model)
+    for i, fd in enumerate(data.feeds()):
+        check_feeds(fd, specs, f"{what} item {i}")
 
 
 def random_dataset(
@@ -137,26 +268,54 @@ def random_dataset(
     return Dataset(items)
 
 
+def _npz_problem(path: Path) -> str | None:
+    """Why ``path`` is not an ``.npz`` numpy can read without pickle, judged by its first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(b"PK"):  # a zip: numpy.savez / savez_compressed
+        return None
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a single .npy array; save it with numpy.savez(path, input_name=array)"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "it is not a numpy .npz archive (a zip made by numpy.savez)"
+    return "it looks like a text file; save the arrays with numpy.savez(path, input_name=array)"
+
+
 def dataset_from_npz(path: str | os.PathLike[str]) -> Dataset:
     """A Dataset from an ``.npz`` whose arrays are named after the model inputs.
 
     The first axis indexes items: item ``i`` is ``{name: array[i:i+1]}`` (batch of one). This
-    is the ``--data`` format of the CLI.
+    is the ``--data`` format of the CLI. Pickled (object) arrays are refused, never unpickled.
     """
-    from pathlib import Path
-
     p = Path(path)
     if not p.is_file():
         raise InputError(
             f"data file not found: {str(p)!r}; give an .npz with one array per model input"
         )
+    problem = _npz_problem(p)
+    if problem:
+        raise InputError(f"cannot read {str(p)!r} as .npz: {problem}")
     try:
         with np.load(p, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError) as e:
-        raise InputError(f"cannot read {str(p)!r} as .npz: {e}") from e
+    except ValueError as e:
+        if "pickle" not in str(e):
+            raise InputError(f"cannot read {str(p)!r} as .npz: {e}") from None
+        raise InputError(
+            f"{str(p)!r} holds Python objects (pickled arrays), which are not loaded for safety; "
+            "save plain numeric arrays with numpy.savez"
+        ) from None
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise InputError(f"cannot read {str(p)!r} as .npz (damaged or truncated: {e})") from None
     if not arrays:
         raise InputError(f"{str(p)!r} holds no arrays; save one per model input with numpy.savez")
+    scalars = [k for k, v in arrays.items() if v.ndim == 0]
+    if scalars:
+        raise InputError(
+            f"array {scalars[0]!r} in {str(p)!r} is a scalar; the first axis must index items"
+        )
     lengths = {k: len(v) for k, v in arrays.items()}
     if len(set(lengths.values())) != 1:
         raise InputError(f"arrays in {str(p)!r} have different first dimensions: {lengths}")

@@ -305,6 +305,10 @@ def ensure_node_names(model: onnx.ModelProto) -> onnx.ModelProto:
     Unnamed nodes become ``<OpType>_<n>``; duplicates get ``__<k>`` suffixes, in graph order.
     Block lists, affinity and reports refer to nodes by these names.
     """
+    # Not onnx-ir's NameFixPass: it makes node names unique only within each graph scope (an If
+    # branch may reuse a main-graph name, but block lists name nodes model-wide), renames
+    # values as well, and numbers differently ("Conv", "Conv_1"), which would change the names
+    # users already put in block lists. Needs no IR either, so map-typed models work too.
     out = load_model(model)
     taken: set[str] = set()
     counters: collections.Counter[str] = collections.Counter()

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data import InputSpec, check_feeds
 from ..errors import InputError
 from ..results import Result
 from .hints import Hint
@@ -57,8 +58,9 @@ class Device(Result):
 class Runner:
     """A model bound to one device with one hint. ``runner(feeds) -> {output: array}``.
 
-    Backends fill ``input_specs`` (name → numpy dtype), ``output_names`` and implement
-    :meth:`run_prepared`; :meth:`prepare` checks names and casts feeds to the model's dtypes.
+    Backends fill ``input_specs`` (name → :class:`~workbench.data.InputSpec` or numpy dtype),
+    ``output_names`` and implement :meth:`run_prepared`; :meth:`prepare` checks feeds against the
+    inputs and casts them to the model's dtypes.
     """
 
     device: Device
@@ -66,7 +68,7 @@ class Runner:
     precision_requested: str = "f32"
     precision_ran: str = "f32"
     notes: tuple[str, ...] = ()
-    input_specs: dict[str, np.dtype]
+    input_specs: dict[str, InputSpec | np.dtype]
     output_names: list[str]
 
     def prepare(self, feeds: Mapping[str, Any]) -> Any:
@@ -91,31 +93,16 @@ class Runner:
 
 
 def prepare_feeds(
-    feeds: Mapping[str, Any], specs: Mapping[str, np.dtype], where: str = ""
+    feeds: Mapping[str, Any], specs: Mapping[str, InputSpec | np.dtype], where: str = ""
 ) -> Feeds:
-    """Check feed names against the model inputs and cast values to the input dtypes."""
-    if not isinstance(feeds, Mapping):
-        raise InputError(f"feeds must be a dict of input name → array, got {type(feeds).__name__}")
-    unknown = [k for k in feeds if k not in specs]
-    if unknown:
-        raise InputError(
-            f"model has no input {unknown[0]!r}{' on ' + where if where else ''}; "
-            f"its inputs are: {', '.join(specs) or '(none)'}"
-        )
-    missing = [k for k in specs if k not in feeds]
-    if missing:
-        raise InputError(
-            f"missing feed for model input {missing[0]!r}; give all of: {', '.join(specs)}"
-        )
-    out: Feeds = {}
-    for name, dtype in specs.items():
-        value = np.asarray(feeds[name])
-        if value.dtype != dtype:
-            try:
-                value = value.astype(dtype)
-            except (TypeError, ValueError) as e:
-                raise InputError(
-                    f"input {name!r}: cannot convert {value.dtype} to {dtype}: {e}"
-                ) from e
-        out[name] = np.ascontiguousarray(value)
-    return out
+    """Feeds checked against the model inputs (names; rank and static dimensions where ``specs``
+    are :class:`~workbench.data.InputSpec`; dtype) and cast to the input dtypes, contiguous.
+
+    Raises :class:`~workbench.errors.InputError` naming the input, what was expected and what came.
+    """
+    checked = check_feeds(feeds, specs, where)
+    # np.require keeps 0-d arrays 0-d (np.ascontiguousarray would make them shape (1,))
+    return {
+        k: np.require(v, requirements="C") if isinstance(v, np.ndarray) else v
+        for k, v in checked.items()
+    }

@@ -159,27 +159,3 @@ def _describe(wanted: dict[str, set[str]]) -> str:
     return ", ".join(
         f"{c}={'/'.join(sorted(t[7:-1] for t in ts))}" for c, ts in sorted(wanted.items())
     )
-
-
-def typed_inputs(
-    op_type: str, domain: str, opset: int, provider: str = CPU
-) -> dict[int, frozenset[str]]:
-    """For each input position, the union of types any kernel accepts (fixed types included).
-
-    Lets a pass see, e.g., that ``Resize`` input 2 (scales) only ever takes float32.
-    """
-    io = io_constraints(op_type, domain, opset)
-    if io is None:
-        return {}
-    ins, _ = io
-    result: dict[int, frozenset[str]] = {}
-    ks = kernels(op_type, domain, opset, provider)
-    for i, c in enumerate(ins):
-        if c.startswith(("tensor(", "seq(")):
-            result[i] = frozenset({c})
-        else:
-            types: set[str] = set()
-            for k in ks:
-                types |= k.constraints.get(c, frozenset())
-            result[i] = frozenset(types)
-    return result
