@@ -41,7 +41,7 @@ from ..progress import quiet, task
 from ..results import Result, html_table
 from ..runtime import prepare_feeds
 from ..runtime.hints import Hint, as_hint
-from ..tensor_types import inferred
+from ..tensor_types import inferred_ir
 from .affinity import Affinity
 from .capability import query_model
 from .estimate import estimate_latency
@@ -661,7 +661,7 @@ class _Extractor:
 
     def __init__(self, m: onnx.ModelProto, groups: list[list[str]]):
         self.m = m
-        self.ir_model = ir.serde.deserialize_model(inferred(m, data_prop=True))
+        self.ir_model = inferred_ir(m, data_prop=True)  # tensor-free: fine beyond 2 GB
         self.values = ir.convenience.create_value_mapping(self.ir_model.graph)
         self.ir_nodes = {node.name: node for node in self.ir_model.graph}
         self.dag = _Dag(m)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import collections
 import os
 import tempfile
+from collections.abc import Mapping
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+from google.protobuf.message import EncodeError
 
 from ..data import InputSpec, input_specs, onnx_to_numpy_dtype
 from ..errors import ModelLoadError, UnsupportedError
-from ..model import iter_graphs, iter_tensors
+from ..model import PROTOBUF_LIMIT, iter_graphs, iter_tensors, model_nbytes
 from ..tensor_types import node_float_types
 from . import kernels
 from .base import DEFAULT_CONFIG, Device, RunConfig, Runner
@@ -58,14 +60,25 @@ def session_options(
 def make_session(
     model: onnx.ModelProto, provider: str = kernels.CPU, options: ort.SessionOptions | None = None
 ) -> ort.InferenceSession:
-    """An InferenceSession from a ModelProto, with ORT's error turned into a clear one."""
+    """An InferenceSession from a ModelProto, with ORT's error turned into a clear one.
+
+    Models of 2 GB or more cannot be serialized in memory: they go through a temporary folder
+    with external data (removed once the session holds its weights).
+    """
     try:
+        if model_nbytes(model) >= PROTOBUF_LIMIT:
+            with tempfile.TemporaryDirectory(prefix="wb-ort-") as tmp:
+                path = os.path.join(tmp, "model.onnx")
+                _save_copy_external(model, path)
+                return ort.InferenceSession(
+                    path, sess_options=options or session_options(), providers=[provider]
+                )
         return ort.InferenceSession(
             model.SerializeToString(),
             sess_options=options or session_options(),
             providers=[provider],
         )
-    except ValueError as e:  # > 2 GB protos cannot be serialized in memory
+    except (ValueError, EncodeError) as e:  # > 2 GB protos cannot be serialized in memory
         raise ModelLoadError(
             f"model {model.graph.name!r} too large for an in-memory session: {e}"
         ) from e
@@ -73,6 +86,24 @@ def make_session(
         raise UnsupportedError(
             f"ONNX Runtime ({provider}) cannot load model {model.graph.name!r}: {str(e).strip()[:600]}"
         ) from e
+
+
+def _save_copy_external(model: onnx.ModelProto, path: str) -> None:
+    """Write ``model`` with external data through a throwaway copy, freed on return.
+
+    Saving the caller's proto in place (clear, write, restore each tensor) would re-allocate
+    every restored tensor in protobuf's arena, holding the model twice for good; the copy is
+    twice only while it is written, and gone before the session loads the weights.
+    """
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    onnx.save_model(
+        copy,
+        path,
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=os.path.basename(path) + ".data",
+    )
 
 
 def compute_precision(model: onnx.ModelProto, provider: str = kernels.CPU) -> str:
@@ -185,36 +216,50 @@ def _walk_types(
         bodies = [a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
         for body in bodies:  # outer values are visible inside; body outputs type the node's
             _walk_types(body, types, ran)
-        known = [types[i] for i in node.input if i in types]
         if bodies:
             outs = [o.name for o in bodies[0].output][1 if node.op_type == "Loop" else 0 :]
             for o, inner in zip(node.output, outs, strict=False):
                 if o and inner in types:
                     types[o] = types[inner]
             continue
-        if node.op_type == "Cast":
-            out = next((a.i for a in node.attribute if a.name == "to"), None)
-        elif node.op_type in ("Shape", "Size"):
-            out = onnx.TensorProto.INT64
-        elif node.op_type == "Constant":
-            out = next((a.t.data_type for a in node.attribute if a.name == "value"), None)
-        elif node.op_type == "QuantizeLinear":
-            zp = node.input[2] if len(node.input) > 2 else ""
-            out = types.get(zp, onnx.TensorProto.UINT8)
-        elif node.op_type == "DequantizeLinear":
-            out = types.get(node.input[1]) if len(node.input) > 1 else None
-        else:
-            out = next((t for t in known if t in _FLOAT_NAMES or t in _INT8), None)
+        precision = node_precision(node, types)
+        out = node_output_type(node, types)
         for o in node.output:
             if o and out:
                 types[o] = out
-        if node.op_type in _GLUE_OPS or not known:
-            continue
-        label = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
-        if _is_int8_kernel(node.op_type) or (known[0] in _INT8):
-            ran["int8"][label] += 1
-        elif known[0] in _FLOAT_NAMES:
-            ran[_FLOAT_NAMES[known[0]]][label] += 1
+        if precision:
+            label = (
+                node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+            )
+            ran[precision][label] += 1
+
+
+def node_output_type(node: onnx.NodeProto, types: Mapping[str, int]) -> int | None:
+    """Element type a (non-control-flow) node produces, from its inputs' known types."""
+    if node.op_type == "Cast":
+        return next((a.i for a in node.attribute if a.name == "to"), None)
+    if node.op_type in ("Shape", "Size"):
+        return onnx.TensorProto.INT64
+    if node.op_type == "Constant":
+        return next((a.t.data_type for a in node.attribute if a.name == "value"), None)
+    if node.op_type == "QuantizeLinear":
+        zp = node.input[2] if len(node.input) > 2 else ""
+        return types.get(zp, onnx.TensorProto.UINT8)
+    if node.op_type == "DequantizeLinear":
+        return types.get(node.input[1]) if len(node.input) > 1 else None
+    known = [types[i] for i in node.input if i in types]
+    return next((k for k in known if k in _FLOAT_NAMES or k in _INT8), None)
+
+
+def node_precision(node: onnx.NodeProto, types: Mapping[str, int]) -> str:
+    """The precision a node computes in: int8 for integer kernels and inputs, else the type of
+    its first typed input; '' for glue and untyped nodes."""
+    known = [types[i] for i in node.input if i in types]
+    if node.op_type in _GLUE_OPS or not known:
+        return ""
+    if _is_int8_kernel(node.op_type) or known[0] in _INT8:
+        return "int8"
+    return _FLOAT_NAMES.get(known[0], "")
 
 
 def _describe_ops(ops: collections.Counter[str]) -> str:

@@ -36,7 +36,7 @@ from ..progress import task
 from ..results import Result
 from .base import DEFAULT_CONFIG, Device, Feeds, RunConfig, prepare_feeds
 from .hints import Hint, summarize_precisions
-from .ort import _FLOAT_NAMES, _GLUE_OPS, _INT8, _is_int8_kernel, _np_type, make_session
+from .ort import _GLUE_OPS, _np_type, make_session, node_output_type, node_precision
 from .ort import session_options as ort_session_options
 
 
@@ -108,29 +108,11 @@ def node_precisions(graph: onnx.GraphProto) -> dict[str, str]:
     types.update({t.name: t.data_type for t in graph.initializer})
     out: dict[str, str] = {}
     for node in graph.node:
-        known = [types[i] for i in node.input if i in types]
-        if node.op_type == "Cast":
-            t = next((a.i for a in node.attribute if a.name == "to"), None)
-        elif node.op_type == "Constant":
-            t = next((a.t.data_type for a in node.attribute if a.name == "value"), None)
-        elif node.op_type == "QuantizeLinear":
-            zp = node.input[2] if len(node.input) > 2 else ""
-            t = types.get(zp, onnx.TensorProto.UINT8)
-        elif node.op_type == "DequantizeLinear":
-            t = types.get(node.input[1]) if len(node.input) > 1 else None
-        elif node.op_type in ("Shape", "Size"):
-            t = onnx.TensorProto.INT64
-        else:
-            t = next((k for k in known if k in _FLOAT_NAMES or k in _INT8), None)
+        out[node.name] = node_precision(node, types)
+        produced = node_output_type(node, types)
         for o in node.output:
-            if o and t:
-                types[o] = t
-        if node.op_type in _GLUE_OPS or not known:
-            out[node.name] = ""
-        elif _is_int8_kernel(node.op_type) or known[0] in _INT8:
-            out[node.name] = "int8"
-        else:
-            out[node.name] = _FLOAT_NAMES.get(known[0], "")
+            if o and produced:
+                types[o] = produced
     return out
 
 

@@ -1,0 +1,94 @@
+"""Models over 2 GB (external data) through the verbs, each in a child process capped in
+address space so a verb that holds the model several times fails here instead of exhausting
+the machine; its own peak resident memory is checked against the documented bound.
+
+The model (``models.big_transformer_external``, 2.1 GB of float32 weights) is generated once
+per module in a temporary folder and removed afterwards. Verbs and the measuring child runner
+are the ones of ``benchmarks/bench_large.py``, so the test checks what the benchmark reports.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench_large  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+GIGABYTES = 2.1
+#: address-space cap per verb (virtual: ORT and thread stacks reserve more than they touch)
+LIMIT = 12 * 2**30
+
+#: verb → peak resident memory bound, in model sizes: float16 conversion ≤ 1.5× (issue 17);
+#: partition as measured by benchmarks/bench_large.py, with a margin
+BOUNDS = {
+    "f16-convert": 1.5,
+    "partition": 3.5,
+    "layers": 2.5,
+}
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    root = tmp_path_factory.mktemp("large")
+    need = 3 * GIGABYTES * 2**30
+    free = shutil.disk_usage(root).free
+    if free < need:
+        pytest.skip(f"needs {need / 2**30:.1f} GiB of free disk in {root}, has {free / 2**30:.1f}")
+    try:
+        src = bench_large.generate(root / "model", GIGABYTES)
+        size = (root / "model" / "large.onnx.data").stat().st_size
+        assert size > 2**31
+        out = root / "out"
+        out.mkdir()
+        yield src, out, size
+    finally:  # pytest keeps recent tmp dirs: don't leave gigabytes behind
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _run(verb: str, big) -> dict:
+    src, out, size = big
+    try:
+        row = bench_large.run_verb(verb, src, out, timeout=600, limit=LIMIT)
+    finally:
+        for f in out.iterdir():
+            shutil.rmtree(f) if f.is_dir() else f.unlink()
+    assert row["ok"], f"{verb} on a {size / 2**30:.2f} GiB model: {row['error']}"
+    return row | {"x_model": row["peak_gib"] * 2**30 / size}
+
+
+@pytest.mark.parametrize("verb", sorted(BOUNDS))
+def test_verb_runs_within_its_memory_bound(verb, big):
+    row = _run(verb, big)
+    assert row["x_model"] <= BOUNDS[verb], (
+        f"{verb}: peak {row['peak_gib']:.2f} GiB = {row['x_model']:.2f}× the model "
+        f"(bound {BOUNDS[verb]}×)"
+    )
+
+
+def test_f16_file_of_a_big_model_runs_and_agrees(big):
+    """The saved f16 model (external data) opens in ORT and matches the float32 model."""
+    import onnxruntime as ort
+
+    import workbench as wb
+
+    src, out, size = big
+    f16 = wb.save_model(wb.convert_float16(src), out / "f16.onnx")
+    try:
+        x = np.random.default_rng(0).standard_normal((1, bench_large.SEQ, bench_large.DIM))
+        feeds = {"x": x.astype(np.float32)}
+        (ref,) = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, feeds)
+        (low,) = ort.InferenceSession(str(f16), providers=["CPUExecutionProvider"]).run(None, feeds)
+        assert low.dtype == np.float32  # keep_io_types
+        cos = float(np.dot(ref.ravel(), low.ravel()) / (np.linalg.norm(ref) * np.linalg.norm(low)))
+        assert cos > 0.999, cos
+    finally:
+        for f in out.iterdir():
+            f.unlink()
