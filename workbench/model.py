@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -457,3 +458,18 @@ def opset_version(model: onnx.ModelProto, domain: str = "") -> int:
         if o.domain == domain or (domain in ("", "ai.onnx") and o.domain in ("", "ai.onnx")):
             return o.version
     return 0
+
+
+def model_digest(model: onnx.ModelProto) -> str:
+    """Content hash of a model; beyond 2 GB (no in-memory serialization) piece by piece,
+    one tensor at a time."""
+    if model_nbytes(model) < PROTOBUF_LIMIT:
+        return hashlib.sha256(model.SerializeToString()).hexdigest()
+    h = hashlib.sha256()
+    g = model.graph
+    for part in (*model.opset_import, *g.input, *g.output, *g.node):
+        h.update(part.SerializeToString())
+    for t in g.initializer:
+        h.update(t.name.encode() + bytes(str((t.data_type, tuple(t.dims))), "ascii"))
+        h.update(t.raw_data if t.HasField("raw_data") else t.SerializeToString())
+    return h.hexdigest()

@@ -39,7 +39,7 @@ from .hardware.execution import open_runner
 from .hardware.registry import resolve_device
 from .hostinfo import host_info, host_name
 from .metrics import agreement
-from .model import PROTOBUF_LIMIT, load_model, model_nbytes
+from .model import load_model, model_digest, model_nbytes
 from .precision.accuracy_control import quantize_with_accuracy_control
 from .precision.float16 import convert_float16
 from .precision.int8 import quantize_int8
@@ -378,21 +378,6 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _model_digest(model: onnx.ModelProto) -> str:
-    """Content hash of a model; beyond 2 GB (no in-memory serialization) piece by piece,
-    one tensor at a time."""
-    if model_nbytes(model) < PROTOBUF_LIMIT:
-        return _digest(model.SerializeToString())
-    h = hashlib.sha256()
-    g = model.graph
-    for part in (*model.opset_import, *g.input, *g.output, *g.node):
-        h.update(part.SerializeToString())
-    for t in g.initializer:
-        h.update(t.name.encode() + bytes(str((t.data_type, tuple(t.dims))), "ascii"))
-        h.update(t.raw_data if t.HasField("raw_data") else t.SerializeToString())
-    return h.hexdigest()
-
-
 def _fingerprint(dataset: Any) -> str:
     """Content hash of a dataset (items and feeds) so cached variants follow the data."""
     h = hashlib.sha256()
@@ -574,7 +559,7 @@ def build_variants(
     max_drop: float = 0.01,
 ) -> tuple[dict[str, onnx.ModelProto], tuple[Build, ...]]:
     """Build (or fetch from the cache) every variant; failures become Builds with an error."""
-    model_hash = _model_digest(model)
+    model_hash = model_digest(model)
     memo: dict[str, str] = {}
 
     def lazy(key: str, ds: Dataset) -> Callable[[], str]:
@@ -1145,7 +1130,7 @@ def explore(
     return Study(
         records=tuple(records),
         model_name=proto.graph.name or (Path(model).name if isinstance(model, (str, Path)) else ""),
-        model_hash=_model_digest(proto)[:16],
+        model_hash=model_digest(proto)[:16],
         variants=tuple(names),
         hints=tuple(h.label for h in hint_objs),
         devices=tuple(d.name for d in devs),

@@ -20,7 +20,6 @@ reverted Conv/Gemm their own DequantizeLinear so ORT does not re-quantize them a
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
@@ -37,6 +36,7 @@ from onnx import numpy_helper
 from ..data import Dataset, as_dataset
 from ..errors import AccuracyNotReachedError, InputError, OperationCancelled, WorkbenchError
 from ..figures import figure_svg, ranking_plot
+from ..model import model_digest
 from ..progress import check_cancelled, quiet, task, track
 from ..results import Result, html_table
 from ..runtime import call_validation, open_runner, prepare_feeds
@@ -619,7 +619,7 @@ class _Run:
 
 
 def _sha256(model: onnx.ModelProto) -> str:
-    return hashlib.sha256(model.SerializeToString()).hexdigest()
+    return model_digest(model)
 
 
 def _check_args(

@@ -36,7 +36,7 @@ import onnx
 from ..cpu import CpuInfo, cpu_info
 from ..data import Dataset, InputSpec, as_dataset, check_dataset, input_specs
 from ..errors import InputError, OperationCancelled, UnsupportedError, WorkbenchError
-from ..model import ensure_node_names, load_model
+from ..model import PROTOBUF_LIMIT, ensure_node_names, load_model, model_nbytes, save_model
 from ..progress import quiet, task
 from ..runtime import open_runner, prepare_feeds
 from ..runtime.hints import PrecisionWarning
@@ -145,11 +145,14 @@ def _prepare(model: onnx.ModelProto, workdir: Path, optimize: bool) -> tuple[onn
             src = model
             if symbolic:
                 src = _symbolic_shapes(model)
-            path = workdir / f"named{i}.onnx"
-            onnx.save_model(src, path)
+            path = save_model(src, workdir / f"named{i}.onnx")
             dst = workdir / f"prepared{i}.onnx"
             quant_pre_process(
-                str(path), str(dst), skip_optimization=not optimize, skip_symbolic_shape=True
+                str(path),
+                str(dst),
+                skip_optimization=not optimize,
+                skip_symbolic_shape=True,
+                save_as_external_data=_is_big(src),  # protobuf cannot hold ≥ 2 GB inline
             )
             return onnx.load_model(str(dst)), ("optimized" if optimize else "not optimized") + (
                 " + symbolic shapes" if symbolic else " + onnx shapes only"
@@ -158,6 +161,11 @@ def _prepare(model: onnx.ModelProto, workdir: Path, optimize: bool) -> tuple[onn
             last = f"{type(e).__name__}: {str(e)[:200]}"
     # quantize_static still works without pre-processing (it runs onnx shape inference itself)
     return model, f"not pre-processed ({last})"
+
+
+def _is_big(model: onnx.ModelProto) -> bool:
+    """Too big to serialize in memory: files need external data."""
+    return model_nbytes(model) >= PROTOBUF_LIMIT
 
 
 def ort_refusal(model: onnx.ModelProto) -> str | None:
@@ -347,7 +355,7 @@ class Int8Quantizer:
             else:
                 self.prepared = upgraded
         self.prepared_names = [n.name for n in self.prepared.graph.node]
-        onnx.save_model(self.prepared, self.workdir / "prepared.onnx")
+        save_model(self.prepared, self.workdir / "prepared.onnx")
         self._calibrate()
 
     # -- ORT arguments
@@ -370,6 +378,7 @@ class Int8Quantizer:
             "calibration_providers": ["CPUExecutionProvider"],
             "extra_options": self._extra(),
             "calibration_cache_path": str(self.workdir / "ranges.json"),
+            "use_external_data_format": _is_big(self.prepared),
         }
 
     def _collect_ranges(self, reader: _FeedsReader) -> Any:
@@ -385,6 +394,7 @@ class Int8Quantizer:
             augmented_model_path=str(self.workdir / "augmented.onnx"),
             calibrate_method=getattr(CalibrationMethod, CALIBRATIONS[self.calibration]),
             providers=["CPUExecutionProvider"],
+            use_external_data_format=_is_big(self.prepared),
             extra_options=options,
         )
         collector = None
