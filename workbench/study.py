@@ -378,13 +378,14 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _fingerprint(dataset: Any) -> str:
-    """Content hash of a dataset (items and feeds) so cached variants follow the data."""
+def _fingerprint(dataset: Any) -> str | None:
+    """Content hash of a dataset (items and feeds) so cached variants follow the data; None
+    when the items cannot be serialized (then nothing is cached: never keyed by identity)."""
     h = hashlib.sha256()
     try:
         h.update(pickle.dumps(list(dataset), protocol=4))
-    except Exception:  # unpicklable items: the object identity is the best we can do
-        h.update(f"id:{id(dataset)}".encode())
+    except Exception:
+        return None
     if isinstance(dataset, Dataset):
         for feeds in dataset.feeds():
             for k in sorted(feeds):
@@ -525,8 +526,8 @@ def _error_text(variant: str, e: BaseException) -> str:
 def _cache_key(
     spec: VariantSpec,
     model_hash: str,
-    data_fp: Callable[[], str],
-    calib_fp: Callable[[], str],
+    data_fp: Callable[[], str | None],
+    calib_fp: Callable[[], str | None],
     validation_fn: Any,
     max_drop: float,
 ) -> str | None:
@@ -539,15 +540,14 @@ def _cache_key(
         name, fn_id = spec[0], code_fingerprint(spec[1])
         if fn_id is None:
             return None
-    parts = [model_hash, name, fn_id]
+    parts: list[str | None] = [model_hash, name, fn_id]
     if name in ("int8", "int8-ac"):
         parts.append(calib_fp())
     if name in ("mixed", "int8-ac"):
-        vf = code_fingerprint(validation_fn)
-        if vf is None:
-            return None
-        parts += [data_fp(), vf, repr(float(max_drop))]
-    return _digest("|".join(parts).encode())
+        parts += [data_fp(), code_fingerprint(validation_fn), repr(float(max_drop))]
+    if any(p is None for p in parts):
+        return None  # something it depends on has no content hash: build, don't cache
+    return _digest("|".join(str(p) for p in parts).encode())
 
 
 def build_variants(
@@ -560,9 +560,9 @@ def build_variants(
 ) -> tuple[dict[str, onnx.ModelProto], tuple[Build, ...]]:
     """Build (or fetch from the cache) every variant; failures become Builds with an error."""
     model_hash = model_digest(model)
-    memo: dict[str, str] = {}
+    memo: dict[str, str | None] = {}
 
-    def lazy(key: str, ds: Dataset) -> Callable[[], str]:
+    def lazy(key: str, ds: Dataset) -> Callable[[], str | None]:
         return lambda: memo.setdefault(key, _fingerprint(ds))
 
     models: dict[str, onnx.ModelProto] = {}
