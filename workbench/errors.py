@@ -21,6 +21,10 @@ class UnsupportedError(WorkbenchError):
     """A device, backend or precision cannot do what was asked."""
 
 
+class NothingQuantizedError(UnsupportedError):
+    """int8 quantization left no node in int8 (every quantizable node excluded or unsupported)."""
+
+
 class OperationCancelled(WorkbenchError):
     """Long work was cancelled (widget Cancel button or CancelToken); nothing partial is returned."""
 

@@ -736,6 +736,25 @@ class _Extractor:
         return boundary, None if None in sizes else int(sum(sizes))  # type: ignore[arg-type]
 
 
+def _whole(m: onnx.ModelProto, names: list[str], device: Device) -> Subgraph:
+    """The whole model as the only subgraph (works for models onnx-ir cannot read, e.g. maps)."""
+    initializers = {i.name for i in m.graph.initializer}
+    sub = onnx.ModelProto()
+    sub.CopyFrom(m)
+    sub.graph.name = f"{m.graph.name or 'model'}_sg0_{device.name}"
+    return Subgraph(
+        name="sg0",
+        device=device.name,
+        simulated=device.simulated,
+        nodes=tuple(names),
+        inputs=tuple(i.name for i in m.graph.input if i.name not in initializers),
+        outputs=tuple(o.name for o in m.graph.output),
+        boundary_inputs=(),
+        boundary_bytes=0,
+        model=sub,
+    )
+
+
 def _extract(
     m: onnx.ModelProto,
     groups: list[list[str]],
@@ -743,6 +762,8 @@ def _extract(
     devices: Mapping[str, Device],
 ) -> tuple[list[Subgraph], dict[str, str]]:
     """One Subgraph per group that feeds anything (dead groups are dropped)."""
+    if len(groups) == 1:  # one device takes everything: the model itself, nothing to cut
+        return [_whole(m, groups[0], devices[group_devices[0]])], {}
     ex = _Extractor(m, groups)
     subgraphs: list[Subgraph] = []
     tensors: dict[str, str] = {}

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 
 from ..data import input_specs, random_dataset
-from ..errors import InputError
+from ..errors import InputError, NothingQuantizedError
 from ..model import ensure_node_names
 from ..precision._instrument import rounding_probe
 from ..precision.int8 import quantize_int8
@@ -278,7 +278,11 @@ def convert_for_profile(
         notes = ("int8 calibrated on random inputs (pass calibration data for real ranges)",)
     named = ensure_node_names(model)
     keep = tuple(n.name for n in named.graph.node if not profile.accepts(n.op_type, n.name))
-    return quantize_int8(named, calibration, exclude_nodes=keep), notes
+    try:
+        return quantize_int8(named, calibration, exclude_nodes=keep), notes
+    except NothingQuantizedError:  # e.g. a subgraph of Mul/Softmax only: it stays float
+        ops = ", ".join(sorted({n.op_type for n in named.graph.node}))
+        return model, (*notes, f"nothing here quantizes to int8 ({ops}): runs in float")
 
 
 def open_profile(

@@ -35,7 +35,13 @@ import onnx
 
 from ..cpu import CpuInfo, cpu_info
 from ..data import Dataset, InputSpec, as_dataset, check_dataset, input_specs
-from ..errors import InputError, OperationCancelled, UnsupportedError, WorkbenchError
+from ..errors import (
+    InputError,
+    NothingQuantizedError,
+    OperationCancelled,
+    UnsupportedError,
+    WorkbenchError,
+)
 from ..model import PROTOBUF_LIMIT, ensure_node_names, load_model, model_nbytes, save_model
 from ..progress import quiet, task
 from ..runtime import open_runner, prepare_feeds
@@ -786,7 +792,7 @@ def int8_model(
     if not quantized_nodes(result):
         message = no_int8_message(q.prepared, exclude)
         if exclude:  # the caller's exclusions leave nothing: a mistake worth an error
-            raise UnsupportedError(f"{message}, so none is returned")
+            raise NothingQuantizedError(f"{message}, so none is returned")
         # as ORT's plain quantize_static, the model comes back — loudly marked as not int8
         q.notes.append(f"{message}: the model is returned without int8 nodes")
         warnings.warn(q.notes[-1], PrecisionWarning, stacklevel=3)
