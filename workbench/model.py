@@ -244,15 +244,19 @@ def save_model(
 
 
 def _save_external(model: onnx.ModelProto, path: Path) -> None:
-    """Stream large tensors to ``<name>.data`` and write the model; restore the proto afterwards.
+    """Stream large tensors to ``<name>.data`` and write a small .onnx header beside it.
 
-    The tensors' bytes are moved out of the proto one at a time (so peak memory stays near the
-    model's own size) and read back from the data file once the small .onnx is serialized.
+    The main graph's initializers (where nearly all weights live) go into the header as stubs
+    that point into the data file: the caller's proto is never touched, and no second copy of
+    the weights is made. Large tensors elsewhere (Constant nodes, subgraph initializers) are
+    moved out of the proto one at a time and restored afterwards.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     data_name = path.name + ".data"
     fd, tmp_data = tempfile.mkstemp(prefix=f".{data_name}.", suffix=".tmp", dir=path.parent)
     moved: list[tuple[onnx.TensorProto, int, int]] = []
+    stubs: dict[int, tuple[int, int]] = {}  # id(initializer) → (offset, length)
+    top = {id(t) for t in model.graph.initializer}
     try:
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -262,20 +266,16 @@ def _save_external(model: onnx.ModelProto, path: Path) -> None:
                         continue
                     offset += fh.write(b"\0" * ((-offset) % 4096))  # page alignment allows mmap
                     length = fh.write(t.raw_data)
-                    moved.append((t, offset, length))
-                    t.ClearField("raw_data")
-                    t.data_location = onnx.TensorProto.EXTERNAL
-                    for k, v in (
-                        ("location", data_name),
-                        ("offset", str(offset)),
-                        ("length", str(length)),
-                    ):
-                        e = t.external_data.add()
-                        e.key, e.value = k, v
+                    if id(t) in top:
+                        stubs[id(t)] = (offset, length)
+                    else:
+                        moved.append((t, offset, length))
+                        t.ClearField("raw_data")
+                        _point_to(t, data_name, offset, length)
                     offset += length
                 fh.flush()
                 os.fsync(fh.fileno())
-            header = model.SerializeToString()
+            header = _header(model, stubs, data_name).SerializeToString()
         finally:
             _restore_moved(moved, Path(tmp_data))
         os.replace(tmp_data, path.parent / data_name)
@@ -284,6 +284,46 @@ def _save_external(model: onnx.ModelProto, path: Path) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp_data)
         raise
+
+
+def _point_to(t: onnx.TensorProto, location: str, offset: int, length: int) -> None:
+    t.data_location = onnx.TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        e = t.external_data.add()
+        e.key, e.value = k, v
+
+
+def _copy_fields(src: Any, dst: Any, skip: str) -> None:
+    """Copy every set field of message ``src`` into ``dst`` except ``skip`` (no deep copy of
+    the skipped field: that is the point)."""
+    for fd, value in src.ListFields():
+        if fd.name == skip:
+            continue
+        target = getattr(dst, fd.name)
+        if fd.is_repeated:
+            target.extend(value)
+        elif fd.type == fd.TYPE_MESSAGE:
+            target.CopyFrom(value)
+        else:
+            setattr(dst, fd.name, value)
+
+
+def _header(
+    model: onnx.ModelProto, stubs: dict[int, tuple[int, int]], location: str
+) -> onnx.ModelProto:
+    """The model with its big main-graph initializers replaced by external-data stubs."""
+    head = onnx.ModelProto()
+    _copy_fields(model, head, skip="graph")
+    _copy_fields(model.graph, head.graph, skip="initializer")
+    for t in model.graph.initializer:
+        stub = head.graph.initializer.add()
+        where = stubs.get(id(t))
+        if where is None:
+            stub.CopyFrom(t)
+            continue
+        _copy_fields(t, stub, skip="raw_data")
+        _point_to(stub, location, *where)
+    return head
 
 
 def _restore_moved(moved: list[tuple[onnx.TensorProto, int, int]], source: Path) -> None:
