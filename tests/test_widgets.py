@@ -313,7 +313,7 @@ def test_app_picks_model_and_data_files_by_path_and_by_upload(tmp_path, tmodels)
         data = file.read_bytes()
         widget.value = ({"name": file.name, "type": "", "size": len(data),
                          "content": memoryview(data),
-                         "last_modified": datetime.datetime.now(datetime.timezone.utc)},)  # fmt: skip
+                         "last_modified": datetime.datetime.now(datetime.UTC)},)  # fmt: skip
     up.files.metric.value = "cosine"
     up.files.job.run_button.click()
     assert up.files.job.state == "done", up.files.job.error

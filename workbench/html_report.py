@@ -218,7 +218,7 @@ def environment_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": cpu_info(),
         "ort_providers": providers,
-        "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 

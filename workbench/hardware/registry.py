@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,11 +155,6 @@ class DeviceProfile(Result):
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> DeviceProfile:
         """Load a profile from a TOML file (keys: the dataclass fields)."""
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover - Python 3.10
-            import tomli as tomllib
-
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
