@@ -1,13 +1,12 @@
 """Pareto front with ties and the recommendation with reasons (workbench.recommendation).
 
-Records here are small duck-typed dataclasses with the fields of ``study.Record`` so the
-verdict is tested on its own; the integration test at the end runs a real ``wb.explore``.
+Records here are ``study.Record`` objects built by hand so the verdict is tested on its own;
+the integration test at the end runs a real ``wb.explore``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -20,40 +19,12 @@ from workbench.recommendation import (
     recommend,
     record_labels,
 )
-from workbench.results import Result
+from workbench.study import Record
 
 
-@dataclass(frozen=True)
-class Rec(Result):
-    variant: str
-    device: str = "cpu"
-    hint: str = "performance"
-    hints: tuple[str, ...] = ()
-    precision_requested: str = ""
-    precision_ran: str = ""
-    accuracy: float | None = None
-    accuracy_ci: tuple[float, float] | None = None
-    scores: tuple[float, ...] = ()
-    latency_ms: float | None = None
-    latency_ci_ms: tuple[float, float] | None = None
-    times_ms: tuple[float, ...] = ()
-    throughput: float | None = None
-    throughput_ci: tuple[float, float] | None = None
-    batch: int = 1
-    model_bytes: int | None = None
-    simulated: bool = False
-    estimated: bool = False
-    error: str | None = None
-    notes: tuple[str, ...] = ()
-    host: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.accuracy is not None and self.latency_ms is not None
-
-    @property
-    def honoured(self) -> bool:
-        return self.precision_requested in ("", "default", self.precision_ran)
+def Rec(variant: str, device: str = "cpu", hint: str = "performance", **fields) -> Record:
+    """A ``study.Record`` built by hand, with the defaults these tests share."""
+    return Record(variant=variant, device=device, hint=hint, **fields)
 
 
 N_ITEMS = 400
