@@ -12,6 +12,7 @@ import collections
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -205,6 +206,69 @@ def _load_external(model: onnx.ModelProto, base: Path) -> None:
     finally:
         for fh in handles.values():
             fh.close()
+
+
+def has_external_data(model: onnx.ModelProto) -> bool:
+    """Whether any tensor of ``model`` references an external-data file."""
+    return any(_is_external(t) for t in iter_tensors(model))
+
+
+def load_light(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, str | None]:
+    """The model at ``path`` without its external data, and the folder that data lives in.
+
+    The references are validated (inside the folder, in range) but the weights stay on disk:
+    runners read them from the folder (``RunConfig(model_dir=...)``). The folder is None when
+    the model has no external data (then the proto is complete).
+    """
+    proto = load_model(path, load_external_data=False)
+    if not has_external_data(proto):
+        return proto, None
+    folder = Path(path).parent
+    check_external_data(proto, folder)
+    return proto, str(folder.resolve())
+
+
+def stage_model(
+    model: str | os.PathLike[str] | onnx.ModelProto, path: str | os.PathLike[str]
+) -> onnx.ModelProto:
+    """Write ``model``, nodes named, to ``path`` in a work folder with every tensor of 1 KB or
+    more as external data beside it; return the *light* proto (structure and small tensors;
+    big ones referenced relative to ``path``'s folder).
+
+    For work on models of any size without holding their weights: ORT's tools read the files,
+    runners open the light proto with ``RunConfig(model_dir=folder)``. The weights are never in
+    memory twice: a proto's are streamed out (:func:`save_model`), a file's external data is
+    copied file to file (renamed ``<stem>.srcN``, so work files never collide with it).
+    """
+    path = Path(path)
+    if isinstance(model, onnx.ModelProto):
+        save_model(model, path, external_data=True)
+    else:
+        light, folder = load_light(model)
+        if folder is None:  # inline weights (< 2 GB): loaded once, streamed out
+            save_model(light, path, external_data=True)
+        else:
+            _copy_external(light, Path(folder), path)
+            atomic_write_bytes(path, light.SerializeToString())
+        del light
+    named = ensure_node_names(load_model(path, load_external_data=False))
+    atomic_write_bytes(path, named.SerializeToString())
+    return named
+
+
+def _copy_external(light: onnx.ModelProto, folder: Path, path: Path) -> None:
+    """Copy ``light``'s external-data files from ``folder`` beside ``path``; repoint it."""
+    renamed: dict[str, str] = {}
+    for t in iter_tensors(light):
+        if not _is_external(t):
+            continue
+        for e in t.external_data:
+            if e.key == "location":
+                if e.value not in renamed:
+                    renamed[e.value] = f"{path.stem}.src{len(renamed)}"
+                    shutil.copyfile(_safe_location(folder, e.value, t.name),
+                                    path.parent / renamed[e.value])  # fmt: skip
+                e.value = renamed[e.value]
 
 
 # --------------------------------------------------------------------------- saving

@@ -8,6 +8,7 @@ the model first and then run it here.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
 import numbers
@@ -24,7 +25,7 @@ import onnxruntime
 from ..data import Dataset, as_dataset
 from ..errors import InputError, WorkbenchError
 from ..metrics import ItemScores
-from ..model import load_model
+from ..model import load_light, load_model
 from ..results import Result
 from ..statistics import median_ci
 from . import kernels
@@ -145,7 +146,11 @@ def open_runner(
     config: RunConfig = DEFAULT_CONFIG,
 ) -> Runner:
     """Bind ``model`` to a real ``device`` with ``hint`` (profiles: ``workbench.hardware``)."""
-    proto = model if isinstance(model, onnx.ModelProto) else load_model(model)
+    if isinstance(model, onnx.ModelProto):
+        return open_backend(model, resolve_real_device(device), as_hint(hint), config)
+    proto, folder = load_light(model)  # the backend reads the weights from their files
+    if folder is not None:
+        config = dataclasses.replace(config, model_dir=folder)
     return open_backend(proto, resolve_real_device(device), as_hint(hint), config)
 
 

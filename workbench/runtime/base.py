@@ -23,11 +23,15 @@ class RunConfig:
     ``threads``: intra-op threads of every ORT session and OpenVINO compiled model (None = the
     backend's default), so variants are compared with the same settings. ``warn``: emit a
     :class:`~workbench.runtime.hints.PrecisionWarning` when a hint is not honoured (sweeps
-    turn it off and report it per record instead).
+    turn it off and report it per record instead). ``model_dir``: the folder that external-data
+    references of the model resolve against, for a *light* proto (structure and small tensors,
+    weights left in files: :func:`workbench.model.stage_model`), so the weights are read by the
+    backend from disk and never held by Python as well.
     """
 
     threads: int | None = None
     warn: bool = True
+    model_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import collections
 import functools
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +30,7 @@ import openvino as ov
 
 from ..data import InputSpec
 from ..errors import UnsupportedError
+from ..model import check_external_data
 from .base import DEFAULT_CONFIG, Device, RunConfig, Runner
 from .hints import (
     Hint,
@@ -201,8 +206,7 @@ class OpenVinoRunner(Runner):
         config, plan_notes, requested = compile_config(hint, device, run_config)
         self.precision_requested = requested
         try:
-            ov_model = core().read_model(model.SerializeToString(), b"")
-            self.compiled = core().compile_model(ov_model, dev, config)
+            self.compiled = _compile(model, dev, config, run_config.model_dir)
         except (RuntimeError, ValueError) as e:
             raise UnsupportedError(
                 f"OpenVINO {dev} cannot compile model {model.graph.name!r}: {str(e).strip()[:600]}"
@@ -216,7 +220,13 @@ class OpenVinoRunner(Runner):
         )
         streams = _int_property(self.compiled, "NUM_STREAMS")
         self.input_specs = {p.get_any_name(): _input_spec(p) for p in self.compiled.inputs}
-        self.output_names = [p.get_any_name() for p in self.compiled.outputs]
+        declared = [o.name for o in model.graph.output]
+        # a port has every name of its tensor (an output behind an Identity has two): the
+        # model's declared output name is the one callers know
+        self.output_names = [
+            next((n for n in declared if n in p.get_names()), p.get_any_name())
+            for p in self.compiled.outputs
+        ]
         self.chosen = _precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         ran = runtime_precisions(self.compiled)
         self.precision_ran = summarize_precisions({p: sum(c.values()) for p, c in ran.items()})
@@ -256,6 +266,29 @@ class OpenVinoRunner(Runner):
     def close(self) -> None:
         self.request = None
         self.compiled = None
+
+
+def _compile(
+    model: onnx.ModelProto, dev: str, config: dict[str, Any], model_dir: str | None
+) -> ov.CompiledModel:
+    """Compile ``model``; a light proto's weights are read from ``model_dir`` through a
+    throwaway folder of hard links to its data files (OpenVINO resolves external data next to
+    the model file and refuses symbolic links out of it; a copy across file systems)."""
+    if not model_dir:
+        return core().compile_model(core().read_model(model.SerializeToString(), b""), dev, config)
+    with tempfile.TemporaryDirectory(prefix="wb-ov-") as tmp:
+        root = Path(model_dir).resolve()
+        for f in set(check_external_data(model, root)):
+            link = Path(tmp, f.relative_to(root))
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                try:
+                    os.link(f, link)  # only read: the caller's file is never written
+                except OSError:
+                    shutil.copyfile(f, link)
+        path = Path(tmp, "model.onnx")
+        path.write_bytes(model.SerializeToString())
+        return core().compile_model(core().read_model(str(path)), dev, config)
 
 
 def _input_spec(port: Any) -> InputSpec:

@@ -54,6 +54,19 @@ def session_options(
         so.intra_op_num_threads = config.threads
     if optimized_model_path:
         so.optimized_model_filepath = optimized_model_path
+        # weights of the optimized copy go to a side file: a > 2 GB model cannot be written
+        # inline, and the copy is only read for its graph (load_external_data=False)
+        so.add_session_config_entry(
+            "session.optimized_model_external_initializers_file_name",
+            os.path.basename(optimized_model_path) + ".data",
+        )
+        so.add_session_config_entry(
+            "session.optimized_model_external_initializers_min_size_in_bytes", "1024"
+        )
+    if config.model_dir:  # a light proto: its external data is read from this folder
+        so.add_session_config_entry(
+            "session.model_external_initializers_file_folder_path", config.model_dir
+        )
     return so
 
 
