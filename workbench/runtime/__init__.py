@@ -25,7 +25,7 @@ import onnxruntime
 from ..data import Dataset, as_dataset
 from ..errors import InputError, WorkbenchError
 from ..metrics import ItemScores
-from ..model import load_light, load_model
+from ..model import load_light
 from ..results import Result
 from ..statistics import median_ci
 from . import kernels
