@@ -311,32 +311,36 @@ def _save_external(model: onnx.ModelProto, path: Path) -> None:
     """Stream large tensors to ``<name>.data`` and write a small .onnx header beside it.
 
     The main graph's initializers (where nearly all weights live) go into the header as stubs
-    that point into the data file: the caller's proto is never touched, and no second copy of
-    the weights is made. Large tensors elsewhere (Constant nodes, subgraph initializers) are
-    moved out of the proto one at a time and restored afterwards.
+    that point into the data file: the caller's proto is never touched (so concurrent saves of
+    one proto are safe), and no second copy of the weights is made. Large tensors elsewhere
+    (Constant nodes, subgraph initializers) stay inline in the header while it fits a protobuf;
+    beyond that they are moved out of the proto one at a time and restored afterwards.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     data_name = path.name + ".data"
     fd, tmp_data = tempfile.mkstemp(prefix=f".{data_name}.", suffix=".tmp", dir=path.parent)
     moved: list[tuple[onnx.TensorProto, int, int]] = []
-    stubs: dict[int, tuple[int, int]] = {}  # id(initializer) → (offset, length)
-    top = {id(t) for t in model.graph.initializer}
+    stubs: dict[int, tuple[int, int]] = {}  # index in graph.initializer → (offset, length)
     try:
         try:
             with os.fdopen(fd, "wb") as fh:
-                offset = 0
-                for t in iter_tensors(model):
-                    if _is_external(t) or len(t.raw_data) < EXTERNAL_THRESHOLD:
-                        continue
-                    offset += fh.write(b"\0" * ((-offset) % 4096))  # page alignment allows mmap
-                    length = fh.write(t.raw_data)
-                    if id(t) in top:
-                        stubs[id(t)] = (offset, length)
-                    else:
-                        moved.append((t, offset, length))
-                        t.ClearField("raw_data")
-                        _point_to(t, data_name, offset, length)
-                    offset += length
+
+                def write(t: onnx.TensorProto) -> tuple[int, int]:
+                    start = fh.tell()
+                    start += fh.write(b"\0" * ((-start) % 4096))  # page alignment allows mmap
+                    return start, fh.write(t.raw_data)
+
+                # by index, not id(): upb makes a new wrapper object per access
+                for i, t in enumerate(model.graph.initializer):
+                    if _is_big_inline(t):
+                        stubs[i] = write(t)
+                if model_nbytes(model) - sum(n for _, n in stubs.values()) >= PROTOBUF_LIMIT:
+                    for t in _tensors_beyond_initializers(model):
+                        if _is_big_inline(t):
+                            where = write(t)
+                            moved.append((t, *where))
+                            t.ClearField("raw_data")
+                            _point_to(t, data_name, *where)
                 fh.flush()
                 os.fsync(fh.fileno())
             header = _header(model, stubs, data_name).SerializeToString()
@@ -348,6 +352,23 @@ def _save_external(model: onnx.ModelProto, path: Path) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp_data)
         raise
+
+
+def _is_big_inline(t: onnx.TensorProto) -> bool:
+    return not _is_external(t) and len(t.raw_data) >= EXTERNAL_THRESHOLD
+
+
+def _tensors_beyond_initializers(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor of ``model`` except the main graph's initializers."""
+    for depth, g in enumerate(iter_graphs(model.graph)):
+        if depth:  # iter_graphs yields the main graph first
+            yield from g.initializer
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.TENSOR:
+                    yield attr.t
+                elif attr.type == onnx.AttributeProto.TENSORS:
+                    yield from attr.tensors
 
 
 def _point_to(t: onnx.TensorProto, location: str, offset: int, length: int) -> None:
@@ -375,13 +396,14 @@ def _copy_fields(src: Any, dst: Any, skip: str) -> None:
 def _header(
     model: onnx.ModelProto, stubs: dict[int, tuple[int, int]], location: str
 ) -> onnx.ModelProto:
-    """The model with its big main-graph initializers replaced by external-data stubs."""
+    """The model with the main-graph initializers in ``stubs`` (by index) replaced by
+    external-data stubs."""
     head = onnx.ModelProto()
     _copy_fields(model, head, skip="graph")
     _copy_fields(model.graph, head.graph, skip="initializer")
-    for t in model.graph.initializer:
+    for i, t in enumerate(model.graph.initializer):
         stub = head.graph.initializer.add()
-        where = stubs.get(id(t))
+        where = stubs.get(i)
         if where is None:
             stub.CopyFrom(t)
             continue

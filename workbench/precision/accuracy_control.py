@@ -40,6 +40,7 @@ from ..model import model_digest
 from ..progress import check_cancelled, quiet, task, track
 from ..results import Result, html_table
 from ..runtime import call_validation, open_runner, prepare_feeds
+from ..runtime.base import RunConfig
 from ..runtime.ort import _np_type, make_session, session_options
 from ..tensor_types import inferred_ir
 from .int8 import (
@@ -226,7 +227,16 @@ class BypassProbe:
     (:func:`workbench.precision._instrument.rounding_probe`).
     """
 
-    def __init__(self, qdq: onnx.ModelProto, prepared: onnx.ModelProto, candidates: Sequence[str]):
+    def __init__(
+        self,
+        qdq: onnx.ModelProto,
+        prepared: onnx.ModelProto,
+        candidates: Sequence[str],
+        model_dir: str | None = None,
+    ):
+        # ``prepared`` may be light: its float weights are then referenced in ``model_dir``
+        # (ORT reads them from there), never loaded here
+        self._model_dir = model_dir
         m = inferred_ir(qdq)  # element types on intermediate values
         self._graph = m.graph
         self._candidates = frozenset(candidates)
@@ -240,7 +250,7 @@ class BypassProbe:
                 self._switch(dq)
         self._select.shape = ir.Shape([len(self.owners)])
         self._graph.inputs.append(self._select)
-        options = session_options()
+        options = session_options(None, RunConfig(model_dir=model_dir))
         # a measuring device: nothing may fuse its Q/DQ away; unoptimized sessions start fast
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         self._session = make_session(ir.to_proto(m), options=options)
@@ -259,12 +269,12 @@ class BypassProbe:
             if node is not None and use.idx < len(node.input):
                 init = self._prepared_inits.get(node.input[use.idx])
                 if init is not None and init.data_type == onnx.TensorProto.FLOAT:
-                    array = numpy_helper.to_array(init)
                     value = ir.Value(
                         name=f"__wb_float_{len(self.owners)}_{init.name}",
-                        const_value=ir.tensor(array),
+                        # an external weight stays a reference (read lazily, by ORT)
+                        const_value=ir.serde.deserialize_tensor(init, self._model_dir or ""),
                     )
-                    value.dtype, value.shape = ir.DataType.FLOAT, ir.Shape(array.shape)
+                    value.dtype, value.shape = ir.DataType.FLOAT, ir.Shape(tuple(init.dims))
                     self._graph.register_initializer(value)
                     return value
         return None
@@ -405,13 +415,13 @@ def _probe_impact(
     """One-pass impact from the start model; from a model with Relu/Clip kept if that fails."""
     if start is not None:
         try:
-            probe = BypassProbe(start, q.prepared, candidates)
+            probe = BypassProbe(start, q.prepared, candidates, q.model_dir)
             return _rank_one_pass(probe, candidates, feeds, reference), "the start model"
         except OperationCancelled:
             raise
         except Exception:  # one more quantization: the same model with folded activations kept
             pass
-    probe = BypassProbe(q.simulation_model(fixed), q.prepared, candidates)
+    probe = BypassProbe(q.simulation_model(fixed), q.prepared, candidates, q.model_dir)
     return _rank_one_pass(probe, candidates, feeds, reference), "a Relu/Clip-keeping QDQ model"
 
 
@@ -459,7 +469,7 @@ def rank(
     candidate that way. A probe that cannot be built falls back to ``per-node`` (noted).
     """
     with quiet():
-        reference = run_outputs(q.prepared, feeds)
+        reference = run_outputs(q.prepared_path, feeds)
         if method == "per-node":
             return _rank_per_node(q, candidates, feeds, fixed, reference), "per node (reference)"
         try:
@@ -700,7 +710,7 @@ def quantize_with_accuracy_control(
         ev = _Evaluations(
             q, validation_fn, validation_dataset, float(max_drop), drop_type, exclude, progress
         )
-        ev.baseline = ev.evaluate_model(q.source, "float", 0)
+        ev.baseline = ev.evaluate_model(q.source_path, "float", 0)
         start, candidates = _start(q, ev, exclude, auto_float, auto_float_items)
         quantized = ev.cache[frozenset()] = ev.evaluate_model(start, "all int8", 0)
         run = _Run(q, ev, start, quantized, float(max_drop), drop_type, started, {})

@@ -42,11 +42,12 @@ from ..errors import (
     UnsupportedError,
     WorkbenchError,
 )
-from ..model import PROTOBUF_LIMIT, ensure_node_names, load_model, model_nbytes, save_model
+from ..model import load_model, save_model, stage_model
 from ..progress import quiet, task
 from ..runtime import open_runner, prepare_feeds
+from ..runtime.base import RunConfig
 from ..runtime.hints import PrecisionWarning
-from ..runtime.ort import make_session
+from ..runtime.ort import make_session, session_options
 from ..tensor_types import inferred_ir, tensor_types
 from .opset import default_opset, upgrade_opset
 
@@ -140,7 +141,8 @@ def _symbolic_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
 def _prepare(model: onnx.ModelProto, workdir: Path, optimize: bool) -> tuple[onnx.ModelProto, str]:
     """ORT's ``quant_pre_process`` (shape inference, basic graph optimization); falls back.
 
-    Returns the prepared model and a note saying which preparation ran. Every file goes to
+    ``model`` is light (:func:`~workbench.model.stage_model` into ``workdir``); so is the
+    prepared model returned, with a note saying which preparation ran. Every file goes to
     ``workdir`` (symbolic shapes run here, so ORT never writes into the current directory).
     """
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -158,9 +160,13 @@ def _prepare(model: onnx.ModelProto, workdir: Path, optimize: bool) -> tuple[onn
                 str(dst),
                 skip_optimization=not optimize,
                 skip_symbolic_shape=True,
-                save_as_external_data=_is_big(src),  # protobuf cannot hold ≥ 2 GB inline
+                # weights stay in files: a model of any size, held by ORT's tool only
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,  # not one file per tensor, named after it
+                external_data_location=dst.name + ".data",
             )
-            return onnx.load_model(str(dst)), ("optimized" if optimize else "not optimized") + (
+            light = load_model(dst, load_external_data=False)
+            return light, ("optimized" if optimize else "not optimized") + (
                 " + symbolic shapes" if symbolic else " + onnx shapes only"
             )
         except Exception as e:  # symbolic shape inference cannot handle every model
@@ -169,22 +175,21 @@ def _prepare(model: onnx.ModelProto, workdir: Path, optimize: bool) -> tuple[onn
     return model, f"not pre-processed ({last})"
 
 
-def _is_big(model: onnx.ModelProto) -> bool:
-    """Too big to serialize in memory: files need external data."""
-    return model_nbytes(model) >= PROTOBUF_LIMIT
-
-
-def ort_refusal(model: onnx.ModelProto) -> str | None:
-    """Why ONNX Runtime (CPU) refuses to load ``model``, or None when a session can be created."""
-    try:
-        make_session(model)  # the workbench's session options (ORT's own log level quieted)
+def ort_refusal(model: onnx.ModelProto, model_dir: str | None = None) -> str | None:
+    """Why ONNX Runtime (CPU) refuses to load ``model`` (light: weights in ``model_dir``), or
+    None when a session can be created."""
+    try:  # the workbench's session options (ORT's own log level quieted)
+        make_session(model, options=session_options(None, RunConfig(model_dir=model_dir)))
     except Exception as e:
         return f"{type(e).__name__}: {str(e)[:300]}"
     return None
 
 
-def _upgrade_for_per_channel(model: onnx.ModelProto) -> tuple[onnx.ModelProto | None, str]:
-    """``model`` converted to opset 13 (per-channel DequantizeLinear needs ``axis``), or None.
+def _upgrade_for_per_channel(
+    model: onnx.ModelProto, model_dir: str
+) -> tuple[onnx.ModelProto | None, str]:
+    """``model`` (light, weights in ``model_dir``) converted to opset 13 (per-channel
+    DequantizeLinear needs ``axis``), or None.
 
     The converted model must still load in ONNX Runtime; the note says what happened.
     """
@@ -192,7 +197,7 @@ def _upgrade_for_per_channel(model: onnx.ModelProto) -> tuple[onnx.ModelProto | 
         model,
         PER_CHANNEL_OPSET,
         "per-channel DequantizeLinear needs its axis attribute",
-        ort_refusal,
+        lambda m: ort_refusal(m, model_dir),
     )
     if up is None:
         note += ": weights quantized per tensor instead of per channel"
@@ -282,7 +287,10 @@ def _op_types() -> list[str]:
 class Int8Quantizer:
     """Prepared model + calibration cache; :meth:`quantize` re-quantizes with exclusions.
 
-    Use as a context manager: work files live in a temporary folder removed on exit.
+    Use as a context manager: work files live in a temporary folder removed on exit. The
+    weights stay in that folder's files (``source``/``prepared`` are light protos, see
+    :func:`~workbench.model.stage_model`): ORT's tools read them there, so a model of any size
+    is held only by the tool working on it, never also by this object.
     ``notes`` collects every fallback to the plain library (written into the model metadata).
     """
 
@@ -306,7 +314,14 @@ class Int8Quantizer:
         if activation_type not in ("uint8", "int8"):
             raise InputError(f"activation_type must be 'uint8' or 'int8', got {activation_type!r}")
         self.calibration_dataset = as_dataset(calibration_dataset, "calibration_dataset")
-        self.source = ensure_node_names(load_model(model))
+        self._tmp: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(
+            prefix="wb-int8-"
+        )
+        try:
+            self.source = stage_model(model, self.source_path)
+        except BaseException:
+            self.close()
+            raise
         self.source_names = [n.name for n in self.source.graph.node]
         # every item checked against the inputs first: a wrong shape fails in one line
         check_dataset(self.source, self.calibration_dataset, "calibration data")
@@ -320,7 +335,6 @@ class Int8Quantizer:
         self.optimize = optimize
         self.percentile = float(percentile)
         self.extra_options = dict(extra_options or {})
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.prepared: onnx.ModelProto | None = None
         self.prepare_note = ""
         self.prepared_names: list[str] = []
@@ -329,7 +343,6 @@ class Int8Quantizer:
 
     # -- lifecycle
     def __enter__(self) -> Int8Quantizer:
-        self._tmp = tempfile.TemporaryDirectory(prefix="wb-int8-")
         try:
             self._setup()
         except BaseException:
@@ -348,20 +361,35 @@ class Int8Quantizer:
     @property
     def workdir(self) -> Path:
         if self._tmp is None:
-            raise RuntimeError("Int8Quantizer must be used inside a 'with' block")
+            raise RuntimeError("this Int8Quantizer is closed")
         return Path(self._tmp.name)
+
+    @property
+    def source_path(self) -> Path:
+        """The named float model (light header; its weights beside it in the work folder)."""
+        return self.workdir / "source.onnx"
+
+    @property
+    def prepared_path(self) -> Path:
+        """The pre-processed float model the quantizations start from (light header)."""
+        return self.workdir / "prepared.onnx"
+
+    @property
+    def model_dir(self) -> str:
+        """Where the light protos' weights are (for ``RunConfig(model_dir=...)``)."""
+        return str(self.workdir)
 
     def _setup(self) -> None:
         self.prepared, self.prepare_note = _prepare(self.source, self.workdir, self.optimize)
         if self.per_channel and default_opset(self.prepared) < PER_CHANNEL_OPSET:
-            upgraded, note = _upgrade_for_per_channel(self.prepared)
+            upgraded, note = _upgrade_for_per_channel(self.prepared, self.model_dir)
             self.notes.append(note)
             if upgraded is None:
                 self.per_channel = False
             else:
                 self.prepared = upgraded
         self.prepared_names = [n.name for n in self.prepared.graph.node]
-        save_model(self.prepared, self.workdir / "prepared.onnx")
+        save_model(self.prepared, self.prepared_path)  # light: references its data beside it
         self._calibrate()
 
     # -- ORT arguments
@@ -384,7 +412,7 @@ class Int8Quantizer:
             "calibration_providers": ["CPUExecutionProvider"],
             "extra_options": self._extra(),
             "calibration_cache_path": str(self.workdir / "ranges.json"),
-            "use_external_data_format": _is_big(self.prepared),
+            "use_external_data_format": True,  # weights stay in files, whatever the size
         }
 
     def _collect_ranges(self, reader: _FeedsReader) -> Any:
@@ -395,12 +423,12 @@ class Int8Quantizer:
         extra = self._extra()
         options = {key: extra[name] for name, key in _CALIB_OPTIONS.items() if name in extra}
         calibrator = create_calibrator(
-            self.workdir / "prepared.onnx",
+            self.prepared_path,
             _op_types(),
             augmented_model_path=str(self.workdir / "augmented.onnx"),
             calibrate_method=getattr(CalibrationMethod, CALIBRATIONS[self.calibration]),
             providers=["CPUExecutionProvider"],
-            use_external_data_format=_is_big(self.prepared),
+            use_external_data_format=True,
             extra_options=options,
         )
         collector = None
@@ -494,7 +522,7 @@ class Int8Quantizer:
         args = self._ort_args()
         args["extra_options"] = {**args["extra_options"], **extra}
         quantize_static(
-            str(self.workdir / "prepared.onnx"),
+            str(self.prepared_path),
             str(self.workdir / out),
             None,  # ranges come from the calibration cache
             nodes_to_exclude=list(exclude),
@@ -511,9 +539,7 @@ class Int8Quantizer:
         out = self.workdir / f"s{self._count}.onnx"
         self._quantize_file(self._surviving(self.check_nodes(exclude)), out.name,
                             QDQKeepRemovableActivations=True)  # fmt: skip
-        model = onnx.load_model(str(out))
-        out.unlink()
-        return model
+        return self._read(out.name)
 
     def quantize(
         self, exclude: Iterable[str] = (), auto_float: Iterable[str] = ()
@@ -546,9 +572,7 @@ class Int8Quantizer:
     def _load(
         self, filename: str, exclude: tuple[str, ...], auto: tuple[str, ...] = ()
     ) -> onnx.ModelProto:
-        path = self.workdir / filename
-        model = onnx.load_model(str(path))
-        path.unlink()
+        model = self._read(filename)
         notes: list[str] = []
         if exclude:
             model, notes = self._keep_float(model, exclude)
@@ -558,6 +582,14 @@ class Int8Quantizer:
         del model.opset_import[:]
         model.opset_import.extend(kept)
         return self._stamp(model, exclude, auto, notes)
+
+    def _read(self, filename: str) -> onnx.ModelProto:
+        """Load a quantized work file (weights and all) and delete it with its data."""
+        path = self.workdir / filename
+        model = load_model(path)
+        for p in (path, path.with_name(path.name + ".data")):
+            p.unlink(missing_ok=True)
+        return model
 
     def _stamp(
         self,
@@ -721,9 +753,10 @@ def quantized_nodes(model: onnx.ModelProto) -> list[str]:
 
 
 def run_outputs(
-    model: onnx.ModelProto, feeds: Iterable[Mapping[str, np.ndarray]]
+    model: onnx.ModelProto | Path, feeds: Iterable[Mapping[str, np.ndarray]]
 ) -> list[list[np.ndarray]]:
-    """Every output of ``model`` (ORT CPU) for each feeds dict."""
+    """Every output of ``model`` (a proto, or a path whose weights ORT reads from their files)
+    on ORT CPU, for each feeds dict."""
     runner = open_runner(model, "cpu")
     try:
         return [list(runner(f).values()) for f in feeds]
@@ -752,7 +785,7 @@ def _edges_to_keep_float(q: Int8Quantizer, exclude: tuple[str, ...], items: int)
     if len(nodes) < 3:
         return []  # keep at least one int8 node besides the edges
     feeds = list(q.calibration_dataset.take(items).feeds())
-    reference = run_outputs(q.prepared, feeds)
+    reference = run_outputs(q.prepared_path, feeds)
     base = output_noise(run_outputs(q.quantize(exclude), feeds), reference)
     keep = []
     for name in edges:
