@@ -586,10 +586,21 @@ def opset_version(model: onnx.ModelProto, domain: str = "") -> int:
     return 0
 
 
-def model_digest(model: onnx.ModelProto) -> str:
-    """Content hash of a model; beyond 2 GB (no in-memory serialization) piece by piece,
-    one tensor at a time."""
-    if model_nbytes(model) < PROTOBUF_LIMIT:
+def model_digest(model: onnx.ModelProto, folder: str | os.PathLike[str] | None = None) -> str:
+    """Content hash of a model (a light one: external data read from ``folder``).
+
+    The same value whether the weights are inline or external: below 2 GB the sha256 of the
+    complete serialized model; beyond (no in-memory serialization) piece by piece, one tensor
+    at a time, reading external tensors from their files.
+    """
+    external = folder is not None and has_external_data(model)
+    total = model_nbytes(model) + (
+        sum(tensor_nbytes(t) for t in iter_tensors(model) if _is_external(t)) if external else 0
+    )
+    if total < PROTOBUF_LIMIT:
+        if external:
+            model = load_model(model)  # a copy, under 2 GB
+            _load_external(model, Path(folder))  # type: ignore[arg-type]
         return hashlib.sha256(model.SerializeToString()).hexdigest()
     h = hashlib.sha256()
     g = model.graph
@@ -597,5 +608,17 @@ def model_digest(model: onnx.ModelProto) -> str:
         h.update(part.SerializeToString())
     for t in g.initializer:
         h.update(t.name.encode() + bytes(str((t.data_type, tuple(t.dims))), "ascii"))
-        h.update(t.raw_data if t.HasField("raw_data") else t.SerializeToString())
+        if external and _is_external(t):
+            info = _external_info(t)
+            with open(_safe_location(Path(folder), info["location"], t.name), "rb") as fh:  # type: ignore[arg-type]
+                fh.seek(int(info.get("offset", 0) or 0))
+                left = int(info["length"]) if info.get("length") else -1
+                while left:
+                    chunk = fh.read(min(left, 2**26) if left > 0 else 2**26)
+                    if not chunk:
+                        break
+                    h.update(chunk)
+                    left -= len(chunk) if left > 0 else 0
+        else:
+            h.update(t.raw_data if t.HasField("raw_data") else t.SerializeToString())
     return h.hexdigest()

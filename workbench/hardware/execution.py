@@ -20,6 +20,7 @@ from ..runtime import (
     prepare_dataset,
     time_runner,
 )
+from ..runtime import open_runner as runtime_open_runner
 from ..runtime.hints import Hint, as_hint
 from .estimate import estimate_for_device
 from .registry import open_profile, resolve_device
@@ -43,11 +44,12 @@ def open_runner(
     Simulated profiles convert the model to their precision first (int8 profiles calibrate on
     ``calibration`` when given).
     """
-    proto = _proto(model)
     dev = resolve_device(device)
     if dev.backend == "profile":
-        return open_profile(proto, dev, as_hint(hint), calibration, config)
-    return open_backend(proto, dev, as_hint(hint), config)
+        return open_profile(_proto(model), dev, as_hint(hint), calibration, config)
+    if not isinstance(model, onnx.ModelProto):  # the backend reads the weights from the files
+        return runtime_open_runner(model, dev, as_hint(hint), config)
+    return open_backend(model, dev, as_hint(hint), config)
 
 
 def benchmark(
@@ -63,12 +65,11 @@ def benchmark(
 ) -> BenchResult:
     """Latency of ``model`` on ``device`` with ``hint`` (see :func:`workbench.runtime.time_runner`);
     simulated devices give their roofline estimate (``estimated=True``) instead."""
-    proto = _proto(model)
-    data = dataset if dataset is not None else random_dataset(proto, n=1)
-    runner = open_runner(proto, device, hint, calibration=dataset, config=config)
+    data = dataset if dataset is not None else random_dataset(model, n=1)
+    runner = open_runner(model, device, hint, calibration=dataset, config=config)
     try:
         if runner.device.simulated:
-            return _estimated(proto, runner, data)
+            return _estimated(_proto(model), runner, data)
         return time_runner(
             runner, data, warmup=warmup, runs=runs, min_time=min_time, max_runs=max_runs
         )

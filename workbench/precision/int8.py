@@ -432,10 +432,16 @@ class Int8Quantizer:
             extra_options=options,
         )
         collector = None
-        if isinstance(calibrator, HistogramCalibrater):
-            collector = calibrator.collector = _tolerant_collector(calibrator)
-        calibrator.collect_data(reader)
-        ranges = calibrator.compute_data()
+        try:
+            if isinstance(calibrator, HistogramCalibrater):
+                collector = calibrator.collector = _tolerant_collector(calibrator)
+            calibrator.collect_data(reader)
+            ranges = calibrator.compute_data()
+        finally:
+            # the calibrator and our collector reference each other: dropped here, its model
+            # and augmented session (the model's size, twice) don't wait for the cyclic GC
+            for attr in ("infer_session", "model", "collector"):
+                setattr(calibrator, attr, None)
         for name, why in sorted((collector.failed if collector else {}).items()):
             self.notes.append(
                 f"tensor {name!r}: {self.calibration} range failed ({why}); min/max range used"

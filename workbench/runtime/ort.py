@@ -43,6 +43,10 @@ _QUANT_OPS = {
 }
 
 
+#: from this size on (or for light models) the optimized-graph check has its own session
+_SEPARATE_CHECK_BYTES = 2**28
+
+
 def session_options(
     optimized_model_path: str | None = None, config: RunConfig = DEFAULT_CONFIG
 ) -> ort.SessionOptions:
@@ -304,7 +308,13 @@ class OrtRunner(Runner):
         if needs_graph_check(model):
             with tempfile.TemporaryDirectory(prefix="wb-ort-") as tmp:
                 path = os.path.join(tmp, "optimized.onnx")
-                self.session = make_session(model, provider, session_options(path, config))
+                if config.model_dir or model_nbytes(model) >= _SEPARATE_CHECK_BYTES:
+                    # a session that saved its optimized graph keeps about twice the memory
+                    # for life: a big model's check runs in a throwaway session
+                    make_session(model, provider, session_options(path, config))
+                    self.session = make_session(model, provider, session_options(None, config))
+                else:
+                    self.session = make_session(model, provider, session_options(path, config))
                 ran = _read_executed(path)
             if ran is None:
                 self.precision_ran = compute_precision(model, provider)
