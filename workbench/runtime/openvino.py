@@ -206,7 +206,7 @@ class OpenVinoRunner(Runner):
         config, plan_notes, requested = compile_config(hint, device, run_config)
         self.precision_requested = requested
         try:
-            self.compiled = _compile(model, dev, config, run_config.model_dir)
+            self.compiled = compile_model(model, dev, config, run_config.model_dir)
         except (RuntimeError, ValueError) as e:
             raise UnsupportedError(
                 f"OpenVINO {dev} cannot compile model {model.graph.name!r}: {str(e).strip()[:600]}"
@@ -268,7 +268,7 @@ class OpenVinoRunner(Runner):
         self.compiled = None
 
 
-def _compile(
+def compile_model(
     model: onnx.ModelProto, dev: str, config: dict[str, Any], model_dir: str | None
 ) -> ov.CompiledModel:
     """Compile ``model``; a light proto's weights are read from ``model_dir`` through a

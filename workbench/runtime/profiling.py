@@ -402,11 +402,8 @@ def profile_openvino(
     ovb = importlib.import_module("workbench.runtime.openvino")  # optional extra
     properties, _, _ = ovb.compile_config(hint, device, config)
     properties["PERF_COUNT"] = True
-    core = ovb.core()
     try:
-        compiled = core.compile_model(
-            core.read_model(model.SerializeToString(), b""), device.provider or "CPU", properties
-        )
+        compiled = ovb.compile_model(model, device.provider or "CPU", properties, config.model_dir)
     except (RuntimeError, ValueError) as e:
         raise UnsupportedError(
             f"OpenVINO {device.provider or 'CPU'} cannot compile model {model.graph.name!r}: "

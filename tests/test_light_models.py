@@ -1,0 +1,94 @@
+"""Light models: weights left in their files, read by the backends (the path every model over
+2 GB takes, exercised here on small models so the default suite covers it)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from models import big_transformer_external, outlier_channel_cnn
+
+import workbench as wb
+from workbench.model import has_external_data, load_light, model_digest, stage_model
+from workbench.runtime import open_runner
+
+HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def external(tmp_path):
+    """A ~1 MB transformer-like model whose weights are in ``large.onnx.data``."""
+    src = big_transformer_external(tmp_path / "model", gigabytes=0.001, dim=128, seq=4)
+    return src, np.random.default_rng(0).standard_normal((1, 4, 128)).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "openvino:CPU", marks=pytest.mark.skipif(not HAS_OPENVINO, reason="no OpenVINO")
+        ),
+    ],  # fmt: skip
+)
+def test_runner_on_a_path_reads_weights_from_files_and_matches_the_loaded_model(external, device):
+    src, x = external
+    before = _digest(src.parent)
+    light, folder = load_light(src)
+    assert has_external_data(light) and folder == str(src.parent.resolve())
+    assert all(not t.raw_data for t in light.graph.initializer if t.name.startswith("w"))
+    from_path = open_runner(src, device)({"x": x})["y"]
+    from_proto = open_runner(wb.load_model(src), device)({"x": x})["y"]
+    np.testing.assert_array_equal(from_path, from_proto)
+    assert _digest(src.parent) == before  # only read: no file written or changed beside it
+
+
+def test_stage_model_copies_names_and_keeps_the_source(external, tmp_path):
+    src, x = external
+    before = _digest(src.parent)
+    work = tmp_path / "work"
+    work.mkdir()
+    light = stage_model(src, work / "source.onnx")
+    assert _digest(src.parent) == before
+    assert all(n.name for n in light.graph.node)
+    locations = {e.value for t in light.graph.initializer for e in t.external_data if e.key == "location"}  # fmt: skip
+    assert locations == {"source.src0"}  # renamed: work files never collide with the user's
+    assert (work / "source.src0").read_bytes() == (src.parent / "large.onnx.data").read_bytes()
+    staged = open_runner(work / "source.onnx")({"x": x})["y"]
+    np.testing.assert_array_equal(staged, open_runner(src)({"x": x})["y"])
+    # the digest of a light model equals the digest of the loaded one
+    assert model_digest(light, str(work)) == model_digest(wb.load_model(work / "source.onnx"))
+
+
+def test_stage_model_of_a_proto_streams_its_weights_out_untouched(tmp_path):
+    model = outlier_channel_cnn()
+    expected = model.SerializeToString()
+    light = stage_model(model, tmp_path / "m.onnx")
+    assert model.SerializeToString() == expected
+    assert sum(len(t.raw_data) for t in light.graph.initializer) < 1024 * len(light.graph.initializer)  # fmt: skip
+    assert wb.load_model(tmp_path / "m.onnx").graph.initializer[-1].raw_data == (
+        model.graph.initializer[-1].raw_data
+    )
+
+
+def test_concurrent_external_saves_of_one_proto_are_identical_and_leave_it_alone(tmp_path):
+    model = outlier_channel_cnn()
+    expected = model.SerializeToString()
+
+    def save(i: int) -> bytes:
+        path = wb.save_model(model, tmp_path / f"m{i}.onnx", external_data=True)
+        return wb.load_model(path).SerializeToString()
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(save, range(16)))
+    assert model.SerializeToString() == expected
+    assert all(r == onnx.load_model_from_string(expected).SerializeToString() for r in results)
