@@ -191,6 +191,7 @@ def main() -> None:
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the gigabytes on kill
     work = args.dir or Path(tempfile.mkdtemp(prefix="wb-large-"))
+    work.mkdir(parents=True, exist_ok=True)
     need = 4 * args.gigabytes * 2**30
     free = shutil.disk_usage(work).free
     if free < need:

@@ -92,3 +92,26 @@ def test_concurrent_external_saves_of_one_proto_are_identical_and_leave_it_alone
         results = list(pool.map(save, range(16)))
     assert model.SerializeToString() == expected
     assert all(r == onnx.load_model_from_string(expected).SerializeToString() for r in results)
+
+
+@pytest.mark.parametrize("name", ["outlier_channel_cnn", "f16_if", "f16_loop", "f16_constant_nodes", "transformer_like"])  # fmt: skip
+def test_streamed_inline_save_writes_exactly_the_serialization(name):
+    import io
+
+    import models
+
+    from workbench.model import _write_streamed
+
+    model = getattr(models, name)()
+    model.metadata_props.add(key="k", value="v")
+    buf = io.BytesIO()
+    _write_streamed(model, buf)
+    assert buf.getvalue() == model.SerializeToString()
+
+
+def test_big_inline_save_is_streamed_and_identical(tmp_path):
+    """From 64 MB on, save_model streams; the file is still the plain serialization."""
+    src = big_transformer_external(tmp_path / "model", gigabytes=0.07, dim=1024, seq=2)
+    model = wb.load_model(src)
+    path = wb.save_model(model, tmp_path / "inline.onnx")
+    assert path.read_bytes() == model.SerializeToString()

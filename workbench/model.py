@@ -24,13 +24,15 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from .errors import ModelLoadError
-from .fileio import atomic_write_bytes
+from .fileio import atomic_write_bytes, atomic_writer
 from .results import Result, html_table
 
 #: protobuf cannot serialize a message of 2 GiB or more
 PROTOBUF_LIMIT = 2**31 - 1
 #: tensors smaller than this stay inside the .onnx file when saving with external data
 EXTERNAL_THRESHOLD = 1024
+#: inline saves from this size on are streamed (no whole serialized copy in memory)
+_STREAM_BYTES = 2**26
 
 ModelLike = "str | os.PathLike[str] | onnx.ModelProto"
 
@@ -296,15 +298,62 @@ def save_model(
         external_data = model_nbytes(model) >= PROTOBUF_LIMIT
     if not external_data:
         try:
-            data = model.SerializeToString()
+            if model_nbytes(model) < _STREAM_BYTES:
+                atomic_write_bytes(path, model.SerializeToString())
+            else:
+                with atomic_writer(path) as fh:
+                    _write_streamed(model, fh)
         except ValueError as e:  # protobuf refuses >2GB messages
             raise ModelLoadError(
                 f"model too large to save inline to {str(path)!r}; use external_data=True"
             ) from e
-        atomic_write_bytes(path, data)
         return path
     _save_external(model, path)
     return path
+
+
+def _write_streamed(model: onnx.ModelProto, fh: Any) -> None:
+    """Write exactly ``model.SerializeToString()``, one initializer at a time.
+
+    A message serializes as its fields in field-number order (``ListFields``' order), so the
+    model's fields are written one by one, and the graph as its tag, its size and its own
+    fields, each initializer on its own: the serialized copy of a big model never exists whole.
+    """
+    for fd, value in model.ListFields():
+        if fd.name != "graph":
+            fh.write(_set_field(onnx.ModelProto(), fd, value).SerializeToString())
+            continue
+        graph = model.graph
+        fh.write(_varint(fd.number << 3 | 2) + _varint(graph.ByteSize()))
+        for gfd, gvalue in graph.ListFields():
+            if gfd.name != "initializer":
+                fh.write(_set_field(onnx.GraphProto(), gfd, gvalue).SerializeToString())
+                continue
+            for t in gvalue:
+                piece = onnx.GraphProto()
+                piece.initializer.append(t)  # one tensor copied at a time
+                fh.write(piece.SerializeToString())
+
+
+def _set_field(message: Any, fd: Any, value: Any) -> Any:
+    """``message`` with field ``fd`` set to ``value`` (a copy; repeated fields extended)."""
+    target = getattr(message, fd.name)
+    if fd.is_repeated:
+        target.extend(value)
+    elif fd.type == fd.TYPE_MESSAGE:
+        target.CopyFrom(value)
+    else:
+        setattr(message, fd.name, value)
+    return message
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
 
 
 def _save_external(model: onnx.ModelProto, path: Path) -> None:
@@ -382,15 +431,8 @@ def _copy_fields(src: Any, dst: Any, skip: str) -> None:
     """Copy every set field of message ``src`` into ``dst`` except ``skip`` (no deep copy of
     the skipped field: that is the point)."""
     for fd, value in src.ListFields():
-        if fd.name == skip:
-            continue
-        target = getattr(dst, fd.name)
-        if fd.is_repeated:
-            target.extend(value)
-        elif fd.type == fd.TYPE_MESSAGE:
-            target.CopyFrom(value)
-        else:
-            setattr(dst, fd.name, value)
+        if fd.name != skip:
+            _set_field(dst, fd, value)
 
 
 def _header(
