@@ -14,7 +14,7 @@ from google.protobuf.message import EncodeError
 
 from ..data import InputSpec, input_specs, onnx_to_numpy_dtype
 from ..errors import ModelLoadError, UnsupportedError
-from ..model import PROTOBUF_LIMIT, iter_graphs, iter_tensors, model_nbytes
+from ..model import iter_graphs, iter_tensors, model_nbytes, save_model
 from ..tensor_types import node_float_types
 from . import kernels
 from .base import DEFAULT_CONFIG, Device, RunConfig, Runner
@@ -43,8 +43,9 @@ _QUANT_OPS = {
 }
 
 
-#: from this size on (or for light models) the optimized-graph check has its own session
-_SEPARATE_CHECK_BYTES = 2**28
+#: from this size on, sessions load from a temporary external-data file and (as for light
+#: models) the optimized-graph check has a throwaway session of its own
+_BIG_MODEL_BYTES = 2**28
 
 
 def session_options(
@@ -79,16 +80,16 @@ def make_session(
 ) -> ort.InferenceSession:
     """An InferenceSession from a ModelProto, with ORT's error turned into a clear one.
 
-    Models of 2 GB or more cannot be serialized in memory: they go through a temporary folder
-    with external data (removed once the session holds its weights).
+    Big models (from 256 MB; protobuf cannot serialize 2 GB in memory at all) go through a
+    temporary folder with external data, written tensor by tensor from the caller's proto
+    (never a serialized copy of the whole model) and removed once ORT holds the weights.
     """
     try:
-        if model_nbytes(model) >= PROTOBUF_LIMIT:
+        if model_nbytes(model) >= _BIG_MODEL_BYTES:
             with tempfile.TemporaryDirectory(prefix="wb-ort-") as tmp:
-                path = os.path.join(tmp, "model.onnx")
-                _save_copy_external(model, path)
+                path = save_model(model, os.path.join(tmp, "model.onnx"), external_data=True)
                 return ort.InferenceSession(
-                    path, sess_options=options or session_options(), providers=[provider]
+                    str(path), sess_options=options or session_options(), providers=[provider]
                 )
         return ort.InferenceSession(
             model.SerializeToString(),
@@ -103,24 +104,6 @@ def make_session(
         raise UnsupportedError(
             f"ONNX Runtime ({provider}) cannot load model {model.graph.name!r}: {str(e).strip()[:600]}"
         ) from e
-
-
-def _save_copy_external(model: onnx.ModelProto, path: str) -> None:
-    """Write ``model`` with external data through a throwaway copy, freed on return.
-
-    Saving the caller's proto in place (clear, write, restore each tensor) would re-allocate
-    every restored tensor in protobuf's arena, holding the model twice for good; the copy is
-    twice only while it is written, and gone before the session loads the weights.
-    """
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    onnx.save_model(
-        copy,
-        path,
-        save_as_external_data=True,
-        all_tensors_to_one_file=True,
-        location=os.path.basename(path) + ".data",
-    )
 
 
 def compute_precision(model: onnx.ModelProto, provider: str = kernels.CPU) -> str:
@@ -308,7 +291,7 @@ class OrtRunner(Runner):
         if needs_graph_check(model):
             with tempfile.TemporaryDirectory(prefix="wb-ort-") as tmp:
                 path = os.path.join(tmp, "optimized.onnx")
-                if config.model_dir or model_nbytes(model) >= _SEPARATE_CHECK_BYTES:
+                if config.model_dir or model_nbytes(model) >= _BIG_MODEL_BYTES:
                     # a session that saved its optimized graph keeps about twice the memory
                     # for life: a big model's check runs in a throwaway session
                     make_session(model, provider, session_options(path, config))
