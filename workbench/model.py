@@ -317,22 +317,32 @@ def _write_streamed(model: onnx.ModelProto, fh: Any) -> None:
 
     A message serializes as its fields in field-number order (``ListFields``' order), so the
     model's fields are written one by one, and the graph as its tag, its size and its own
-    fields, each initializer on its own: the serialized copy of a big model never exists whole.
+    fields, each initializer on its own: the serialized copy of a big model never exists
+    whole (``graph.ByteSize()`` would make one: upb sizes a message by encoding it).
     """
     for fd, value in model.ListFields():
         if fd.name != "graph":
             fh.write(_set_field(onnx.ModelProto(), fd, value).SerializeToString())
             continue
-        graph = model.graph
-        fh.write(_varint(fd.number << 3 | 2) + _varint(graph.ByteSize()))
-        for gfd, gvalue in graph.ListFields():
-            if gfd.name != "initializer":
-                fh.write(_set_field(onnx.GraphProto(), gfd, gvalue).SerializeToString())
-                continue
-            for t in gvalue:
-                piece = onnx.GraphProto()
-                piece.initializer.append(t)  # one tensor copied at a time
-                fh.write(piece.SerializeToString())
+        parts = [
+            (gfd, gvalue, _set_field(onnx.GraphProto(), gfd, gvalue).SerializeToString())
+            for gfd, gvalue in model.graph.ListFields()
+            if gfd.name != "initializer"
+        ]
+        inits = model.graph.initializer
+        tag = _varint(onnx.GraphProto.INITIALIZER_FIELD_NUMBER << 3 | 2)
+        sizes = [t.ByteSize() for t in inits]
+        size = sum(len(b) for *_, b in parts)
+        size += sum(len(tag) + len(_varint(n)) + n for n in sizes)
+        fh.write(_varint(fd.number << 3 | 2) + _varint(size))
+        pending = sorted(parts, key=lambda p: p[0].number)
+        while pending and pending[0][0].number < onnx.GraphProto.INITIALIZER_FIELD_NUMBER:
+            fh.write(pending.pop(0)[2])
+        for t, n in zip(inits, sizes, strict=True):
+            fh.write(tag + _varint(n))
+            fh.write(t.SerializeToString())  # one tensor's bytes at a time
+        for *_, data in pending:
+            fh.write(data)
 
 
 def _set_field(message: Any, fd: Any, value: Any) -> Any:
