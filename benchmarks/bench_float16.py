@@ -135,7 +135,7 @@ def _phases(model: onnx.ModelProto, ref: float) -> None:
     try:
         with quiet():
             marks = [("start", time.process_time())]
-            proto, m, _ = f16._load_ir(model)
+            proto, m, _, _ = f16._load_ir(model)
             marks.append(("onnx-ir from_proto", time.process_time()))
             graphs = list(f16._ir_graphs(m.graph))
             nodes = f16._name_nodes(m, graphs)
