@@ -49,11 +49,14 @@ VERBS: dict[str, str] = {
     "f16-convert": "r = wb.convert_float16(src)",
     "f16": "wb.save_model(wb.convert_float16(src), out / 'f16.onnx')",
     "bf16": "wb.save_model(wb.convert_float16(src, dtype='bfloat16'), out / 'bf16.onnx')",
-    "int8": "wb.save_model(wb.quantize_int8(src, ds), out / 'int8.onnx')",
+    "int8": (
+        "q = wb.quantize_int8(src, ds); assert quantized_nodes(q), 'no int8 node';"
+        " wb.save_model(q, out / 'int8.onnx')"
+    ),
     "mixed": "r = wb.auto_mixed_precision(src, ds, max_evaluations=4)",
     "int8-ac": (
-        "r = wb.quantize_with_accuracy_control(src, ds, ds, wb.metrics.cosine_agreement"
-        " if hasattr(wb.metrics, 'cosine_agreement') else agree, max_drop=0.5)"
+        "r = wb.quantize_with_accuracy_control(src, ds, ds, agree, max_drop=0.5);"
+        " assert quantized_nodes(r.model), 'no int8 node'"
     ),
     "bench": "wb.benchmark(src, dataset=ds, min_time=2.0)",
     "explore": "s = wb.explore(src, ds, agree, variants=['f32', 'f16'], devices=['cpu'])",
@@ -89,6 +92,7 @@ PRELUDE = f"""
 import sys, onnx, numpy as np
 from pathlib import Path
 import workbench as wb
+from workbench.precision.int8 import quantized_nodes
 src = Path(sys.argv[1]); out = Path(sys.argv[2])
 ds = wb.Dataset([{{'x': np.random.default_rng(i).standard_normal((1, {SEQ}, {DIM}), np.float32)}}
                  for i in range(2)])
