@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import math
 import os
@@ -34,7 +35,7 @@ from .hardware.execution import open_runner
 from .hardware.partition import node_inputs
 from .hardware.registry import profile_of, resolve_device
 from .metrics import cosine, sqnr
-from .model import ensure_node_names, load_model
+from .model import complete_model, ensure_node_names, light_model, load_model
 from .progress import check_cancelled, task
 from .results import Result, html_table
 from .runtime import DEFAULT_CONFIG, RunConfig
@@ -60,6 +61,10 @@ __all__ = [
 
 def _proto(model: ModelLike) -> onnx.ModelProto:
     return ensure_node_names(model if isinstance(model, onnx.ModelProto) else load_model(model))
+
+
+def _run_config(config: RunConfig, folder: str | None) -> RunConfig:
+    return config if folder is None else dataclasses.replace(config, model_dir=folder)
 
 
 # --------------------------------------------------------------------------- layer profile
@@ -188,14 +193,19 @@ def layer_profile(
     ``dataset`` or random inputs); simulated profiles get roofline estimates of their nodes in
     the precision the profile runs them in, labelled *estimated*.
     """
-    m = _proto(model)
     dev = resolve_device(device)
     h = as_hint(hint)
-    feeds = _feeds(m, dataset)
-    ops = {n.name: n.op_type for n in m.graph.node}
-    if dev.backend == "profile":
-        return _estimated_profile(m, dev, h, feeds, ops)
-    times = profile_runtime(m, dev, h, feeds, runs=runs, warmup=warmup, config=config)
+    with contextlib.ExitStack() as stack:
+        if dev.backend != "profile":  # the runtime reads a light model's weights from disk
+            m, folder = light_model(model, stack)
+        else:  # estimates take the whole model
+            m, folder = _proto(model), None
+        feeds = _feeds(m, dataset)
+        ops = {n.name: n.op_type for n in m.graph.node}
+        if dev.backend == "profile":
+            return _estimated_profile(m, dev, h, feeds, ops)
+        times = profile_runtime(m, dev, h, feeds, runs=runs, warmup=warmup,
+                                config=_run_config(config, folder))  # fmt: skip
     return LayerProfile(
         model=m.graph.name or "model", device=dev.name, hint=h.label, simulated=dev.simulated,
         estimated=False, precision_ran=precision_ran(times.rows), rows=times.rows,
@@ -418,16 +428,6 @@ def _dequantized(model: onnx.ModelProto) -> dict[str, str]:
     return out
 
 
-def _collect(runner: Any, feeds: list[dict[str, np.ndarray]], names: set[str]) -> dict:
-    got: dict[str, list[np.ndarray]] = collections.defaultdict(list)
-    for fd in feeds:
-        check_cancelled()
-        for k, v in runner(fd).items():
-            if k in names:
-                got[k].append(np.asarray(v).astype(np.float64).ravel())
-    return {k: np.concatenate(v) for k, v in got.items()}
-
-
 def layer_error(
     reference: ModelLike,
     variant: ModelLike,
@@ -444,38 +444,79 @@ def layer_error(
     those inside If/Loop/Scan bodies. ``first_divergent`` is the first tensor (graph order)
     whose SQNR is below ``threshold_db``.
     """
-    ref, var = _proto(reference), _proto(variant)
-    feeds = _feeds(ref, dataset, n=max_items)
-    ref_x, ref_found = _exposed(ref)
-    var_x, var_found = _exposed(var)
-    dq = _dequantized(var)
-    var_by_tensor = {e.tensor: e.output for e in var_found}
-    pairs = {e.output: var_by_tensor.get(dq.get(e.tensor, e.tensor)) for e in ref_found}
-    pairs = {k: v for k, v in pairs.items() if v is not None}
-    ref_vals = _values(ref, ref_x, "cpu", feeds, set(pairs))
-    var_vals = _values(var, var_x, device, feeds, set(pairs.values()))
+    dev = resolve_device(device)
+    with contextlib.ExitStack() as stack:
+        # one instrumented model built, run and freed at a time; big models run light (the
+        # runtime reads their weights from disk), only per-tensor values are kept
+        ref, ref_dir = light_model(reference, stack, "reference")
+        var, var_dir = light_model(variant, stack, "variant")
+        feeds = _feeds(ref, dataset, n=max_items)
+        ref_x, ref_found = _exposed(ref)  # light models: copies of the structure alone
+        var_x, var_found = _exposed(var)
+        dq = _dequantized(var)
+        var_by_tensor = {e.tensor: e.output for e in var_found}
+        pairs = {e.output: var_by_tensor.get(dq.get(e.tensor, e.tensor)) for e in ref_found}
+        pairs = {k: v for k, v in pairs.items() if v is not None}
+        ref_vals = _values(ref, ref_x, ref_dir, "cpu", feeds, set(pairs))
+        del ref_x
+        var_vals = _values(var, var_x, var_dir, dev, feeds, set(pairs.values()))
+        del var_x
     rows, notes = _error_rows(ref_found, pairs, ref_vals, var_vals)
     first = next((r.tensor for r in rows if r.sqnr_db < threshold_db), None)
     return LayerError(
-        model=ref.graph.name or "model", device=resolve_device(device).name, items=len(feeds),
+        model=ref.graph.name or "model", device=dev.name, items=len(feeds),
         threshold_db=float(threshold_db), rows=tuple(rows), first_divergent=first,
         notes=tuple(notes), ops={n.name: n.op_type for n in ref.graph.node}, edges=node_edges(ref),
     )  # fmt: skip
 
 
 def _values(
-    model: onnx.ModelProto, exposed: onnx.ModelProto, device: Any, feeds: list, names: set[str]
+    model: onnx.ModelProto,
+    exposed: onnx.ModelProto,
+    folder: str | None,
+    device: Any,
+    feeds: list,
+    names: set[str],
 ) -> dict[str, np.ndarray]:
     """Tensor values over ``feeds``: intermediates from the exposed copy, graph outputs from
     the model itself (extra outputs can stop a runtime fusing or dropping casts, which would
-    change the very outputs being judged)."""
+    change the very outputs being judged). One runner at a time, freed before the next;
+    a light model (``folder``) is opened with its weights read from there."""
     outputs = {o.name for o in model.graph.output}
-    with task(f"layer error: {model.graph.name or 'model'} on {device}", 2) as t:
-        values = _collect(open_runner(exposed, device), feeds, names - outputs)
+    dev = resolve_device(device)
+    config = _run_config(DEFAULT_CONFIG, folder)
+    with task(f"layer error: {model.graph.name or 'model'} on {dev.name}", 2) as t:
+        values = _collect(_runnable(exposed, folder, dev), dev, config, feeds, names - outputs)
         t.update()
-        values.update(_collect(open_runner(model, device), feeds, names & outputs))
+        values.update(_collect(_runnable(model, folder, dev), dev, config, feeds, names & outputs))
         t.update()
     return values
+
+
+def _runnable(model: onnx.ModelProto, folder: str | None, dev: Any) -> onnx.ModelProto:
+    """Simulated profiles convert the model themselves: they get its weights."""
+    return complete_model(model, folder) if dev.backend == "profile" else model
+
+
+def _collect(
+    model: onnx.ModelProto, dev: Any, config: RunConfig, feeds: list, names: set[str]
+) -> dict[str, np.ndarray]:
+    """The ``names`` outputs of ``model`` over ``feeds``, each flattened and concatenated over
+    the items in the dtype the runtime gave (cast to float64 only when compared)."""
+    if not names:
+        return {}
+    got: dict[str, list[np.ndarray]] = collections.defaultdict(list)
+    runner = open_runner(model, dev, config=config)
+    try:
+        for fd in feeds:
+            check_cancelled()
+            for k, v in runner(fd).items():
+                if k in names:
+                    got[k].append(np.asarray(v).ravel())
+    finally:
+        runner.close()
+        del runner
+    return {k: np.concatenate(v) for k, v in got.items()}
 
 
 def _errors(ref: np.ndarray, var: np.ndarray) -> dict[str, float]:
@@ -499,6 +540,8 @@ def _error_rows(
         if e.output not in pairs:
             continue
         a, b = ref_vals.get(e.output), var_vals.get(pairs[e.output])
+        if a is not None and b is not None:
+            a, b = a.astype(np.float64), b.astype(np.float64)
         if a is None or b is None or a.shape != b.shape:
             notes.append(f"{e.tensor}: not compared (missing, or shapes differ between runs)")
             continue

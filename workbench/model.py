@@ -230,6 +230,70 @@ def load_light(path: str | os.PathLike[str]) -> tuple[onnx.ModelProto, str | Non
     return proto, str(folder.resolve())
 
 
+#: a model (proto, or file with its weights inline) at least this big is worked on *light*:
+#: staged to a work folder, its weights read from disk by the runtime (Python holds none)
+STAGE_BYTES = 2**28
+
+
+def worth_staging(model: onnx.ModelProto) -> bool:
+    """Whether ``model``'s inline weights (:data:`STAGE_BYTES` or more) are worth moving to a
+    work folder and working on it light."""
+    return model_nbytes(model) >= STAGE_BYTES
+
+
+def total_nbytes(model: onnx.ModelProto) -> int:
+    """:func:`model_nbytes` of the complete model: external tensors counted as well."""
+    return model_nbytes(model) + sum(
+        tensor_nbytes(t) for t in iter_tensors(model) if _is_external(t)
+    )
+
+
+def external_files(model: onnx.ModelProto) -> list[str]:
+    """The external-data locations ``model`` references, each once, in first-use order."""
+    seen: dict[str, None] = {}
+    for t in iter_tensors(model):
+        if _is_external(t):
+            seen.setdefault(_external_info(t).get("location", ""), None)
+    return list(seen)
+
+
+def light_model(
+    model: str | os.PathLike[str] | onnx.ModelProto,
+    stack: contextlib.ExitStack,
+    name: str = "model",
+) -> tuple[onnx.ModelProto, str | None]:
+    """``model`` with named nodes and, where it is big, without its weights in memory.
+
+    Returns ``(proto, folder)``: a file with external data gives its light proto and the
+    folder its data lives in (nothing loaded, nothing copied); a proto or inline file of
+    :data:`STAGE_BYTES` or more is staged (:func:`stage_model`) to a work folder that
+    ``stack`` removes on exit; a smaller one comes back whole (``folder`` None). Runners open
+    a light proto with ``RunConfig(model_dir=folder)``.
+    """
+    if isinstance(model, onnx.ModelProto):
+        if not worth_staging(model):
+            return ensure_node_names(model), None
+    else:
+        light, folder = load_light(model)
+        if folder is not None:
+            return ensure_node_names(light), folder
+        if not worth_staging(light):
+            return ensure_node_names(light), None
+        model = light  # inline weights, loaded once: streamed out below
+    work = stack.enter_context(tempfile.TemporaryDirectory(prefix="wb-light-"))
+    return stage_model(model, os.path.join(work, f"{name}.onnx")), work
+
+
+def complete_model(proto: onnx.ModelProto, folder: str | None) -> onnx.ModelProto:
+    """A copy of light ``proto`` with its weights read from ``folder`` (``proto`` itself when
+    ``folder`` is None): for the steps that need the weights in memory (simulated profiles)."""
+    if folder is None:
+        return proto
+    full = load_model(proto)
+    _load_external(full, Path(folder))
+    return full
+
+
 def stage_model(
     model: str | os.PathLike[str] | onnx.ModelProto, path: str | os.PathLike[str]
 ) -> onnx.ModelProto:
@@ -646,9 +710,7 @@ def model_digest(model: onnx.ModelProto, folder: str | os.PathLike[str] | None =
     at a time, reading external tensors from their files.
     """
     external = folder is not None and has_external_data(model)
-    total = model_nbytes(model) + (
-        sum(tensor_nbytes(t) for t in iter_tensors(model) if _is_external(t)) if external else 0
-    )
+    total = total_nbytes(model) if external else model_nbytes(model)
     if total < PROTOBUF_LIMIT:
         if external:
             model = load_model(model)  # a copy, under 2 GB

@@ -9,6 +9,12 @@ warm-up that runs until times settle (see ``docs/measurement.md``). A variant th
 build or run becomes a record carrying the error — never a crash, never a stand-in model. With
 a Dask ``client`` the (variant, device) jobs run on the cluster's workers, on a worker that has
 the device, one timing phase per host at a time.
+
+Big models are swept *light* (weights on disk, read by the runtime; Python holds none): a
+file with external data is used in place, a proto or inline file of ``model.STAGE_BYTES`` or
+more is written once to a work folder, and every variant built from them is staged there as
+external data (:class:`LightModel`). Workers get a model as its light header plus the bytes of
+its data files, stage it once each, and drop the scattered copy before measuring.
 """
 
 from __future__ import annotations
@@ -18,10 +24,15 @@ import contextlib
 import functools
 import hashlib
 import inspect
+import mmap
+import os
 import pickle
+import shutil
+import tempfile
 import threading
 import time
 import types
+import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,7 +50,18 @@ from .hardware.execution import open_runner
 from .hardware.registry import resolve_device
 from .hostinfo import host_info, host_name
 from .metrics import agreement
-from .model import load_model, model_digest, model_nbytes
+from .model import (
+    check_external_data,
+    complete_model,
+    external_files,
+    load_light,
+    load_model,
+    model_digest,
+    model_nbytes,
+    stage_model,
+    total_nbytes,
+    worth_staging,
+)
 from .precision.accuracy_control import quantize_with_accuracy_control
 from .precision.float16 import convert_float16
 from .precision.int8 import quantize_int8
@@ -57,7 +79,7 @@ from .runtime import (
     timed_runs,
     warm_up,
 )
-from .runtime.hints import Hint, PrecisionWarning, as_hint
+from .runtime.hints import Hint, PrecisionWarning, as_hint, requested_precision
 
 VARIANTS = ("f32", "f16", "bf16", "mixed", "int8", "int8-ac")
 DEFAULT_HINTS = ("performance", "accuracy")
@@ -317,6 +339,119 @@ def _union(groups: Iterable[Iterable[str]]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(x for g in groups for x in g if x))
 
 
+# ----------------------------------------------------------------------------- light models
+
+
+@dataclass(frozen=True)
+class LightModel:
+    """A model whose weights stay on disk: ``proto`` holds the structure and small tensors,
+    its big tensors reference files in ``folder`` (:func:`workbench.model.stage_model`).
+    Runners open it with ``RunConfig(model_dir=folder)``: the runtime reads the weights, Python
+    never holds them. ``nbytes``: the complete model's size."""
+
+    proto: onnx.ModelProto
+    folder: str
+    nbytes: int
+
+
+#: what a sweep measures: a complete proto, its serialization, or a light model
+ModelRef = onnx.ModelProto | bytes | LightModel
+
+
+class _Source:
+    """The model a sweep starts from. A file with external data is used in place, light; a
+    proto or inline file of :data:`workbench.model.STAGE_BYTES` or more is written once to the
+    work folder and used light from there; anything smaller is a complete proto in memory,
+    exactly as before. Light sources give the built-in passes their file (they read it
+    memory-mapped) and stage every built variant to the work folder as external data."""
+
+    def __init__(self, model: onnx.ModelProto | str | os.PathLike[str], stack: Any):
+        self._stack = stack
+        self._work: str | None = None
+        self._full: onnx.ModelProto | None = None
+        self.folder: str | None = None
+        self.path: str | None = None
+        if isinstance(model, onnx.ModelProto):
+            if not worth_staging(model):
+                self.proto = load_model(model)
+                return
+            self._stage_source(model)
+            return
+        proto, folder = load_light(model)
+        if folder is None and worth_staging(proto):
+            self._stage_source(proto)  # inline weights, loaded once: streamed out
+            return
+        self.proto, self.folder = proto, folder
+        self.path = None if folder is None else str(model)
+
+    def _stage_source(self, model: onnx.ModelProto) -> None:
+        path = self.stage_path("source")
+        self.proto = stage_model(model, path)
+        self.folder, self.path = os.path.dirname(path), path
+
+    @property
+    def light(self) -> bool:
+        return self.folder is not None
+
+    def stage_path(self, name: str) -> str:
+        """A fresh ``<work>/<n>-<name>/model.onnx`` (one folder per staged model)."""
+        if self._work is None:
+            self._work = self._stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="wb-explore-")
+            )
+        folder = os.path.join(self._work, f"{len(os.listdir(self._work))}-{name}")
+        os.makedirs(folder)
+        return os.path.join(folder, "model.onnx")
+
+    @property
+    def nbytes(self) -> int:
+        """The complete model's size (:func:`workbench.model.model_nbytes` of it)."""
+        return total_nbytes(self.proto)
+
+    def pass_input(self, spec: VariantSpec) -> onnx.ModelProto | str:
+        """What a pass gets: the proto; for a light source the file (built-in passes) or the
+        complete proto, loaded once (custom functions take a proto)."""
+        if not self.light:
+            return self.proto
+        if isinstance(spec, str):
+            return self.path  # type: ignore[return-value]
+        if self._full is None:
+            self._full = load_model(self.path)  # type: ignore[arg-type]
+        return self._full
+
+    def release(self) -> None:
+        """Drop the complete proto loaded for custom functions (builds are done)."""
+        self._full = None
+
+    def model(self) -> ModelRef:
+        """The source as measured: the proto, or light from its folder."""
+        if not self.light:
+            return self.proto
+        return LightModel(self.proto, str(self.folder), self.nbytes)
+
+    def keep(self, built: onnx.ModelProto) -> ModelRef:
+        """A built variant as measured: itself, or (light source) staged to the work folder."""
+        if not self.light:
+            return built
+        path = self.stage_path("variant")
+        nbytes = model_nbytes(built)
+        return LightModel(stage_model(built, path), os.path.dirname(path), nbytes)
+
+    def digest(self) -> str:
+        """Content hash (:func:`workbench.model.model_digest`): the same value whether the
+        weights are in memory or read from the files of a light source."""
+        return model_digest(self.proto, self.folder)
+
+
+def _unpack(model: ModelRef) -> tuple[onnx.ModelProto, str | None]:
+    """(proto, folder of its external data or None) of a model as measured."""
+    if isinstance(model, LightModel):
+        return model.proto, model.folder
+    if isinstance(model, onnx.ModelProto):
+        return model, None
+    return onnx.load_from_string(model), None
+
+
 # ----------------------------------------------------------------------------- variant cache
 
 
@@ -551,21 +686,28 @@ def _cache_key(
 
 
 def build_variants(
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | _Source,
     variants: Sequence[VariantSpec],
     dataset: Dataset,
     validation_fn: Callable,
     calibration: Dataset,
     max_drop: float = 0.01,
-) -> tuple[dict[str, onnx.ModelProto], tuple[Build, ...]]:
-    """Build (or fetch from the cache) every variant; failures become Builds with an error."""
-    model_hash = model_digest(model)
+    model_hash: str | None = None,
+) -> tuple[dict[str, ModelRef], tuple[Build, ...]]:
+    """Build (or fetch from the cache) every variant; failures become Builds with an error.
+
+    ``model``: a proto (variants are protos), or explore's source (a light source gives
+    :class:`LightModel` variants staged in its work folder).
+    """
+    src = model if isinstance(model, _Source) else None
+    if model_hash is None:
+        model_hash = src.digest() if src is not None else model_digest(model)  # type: ignore[arg-type]
     memo: dict[str, str | None] = {}
 
     def lazy(key: str, ds: Dataset) -> Callable[[], str | None]:
         return lambda: memo.setdefault(key, _fingerprint(ds))
 
-    models: dict[str, onnx.ModelProto] = {}
+    models: dict[str, ModelRef] = {}
     builds = []
     with task("explore: build variants", total=len(variants)) as t:
         for spec in variants:
@@ -581,6 +723,8 @@ def build_variants(
             builds.append(build)
             t.update(postfix=name + (" (cached)" if build.cached else "") +
                      (" failed" if build.error else ""))  # fmt: skip
+    if src is not None:
+        src.release()
     return models, tuple(builds)
 
 
@@ -588,20 +732,29 @@ def _build_one(
     spec: VariantSpec,
     name: str,
     key: str | None,
-    model: onnx.ModelProto,
+    model: onnx.ModelProto | _Source,
     dataset: Dataset,
     validation_fn: Callable,
     calibration: Dataset,
     max_drop: float,
-) -> tuple[onnx.ModelProto | None, Build]:
-    """One variant from the cache, or built now (and cached); a failure is a Build with error."""
+) -> tuple[ModelRef | None, Build]:
+    """One variant from the cache, or built now (and cached); a failure is a Build with error.
+
+    The cache holds serialized variants up to its byte budget; bigger ones are never
+    serialized. A light source's variants are staged to its work folder (weights on disk)."""
+    src = model if isinstance(model, _Source) else None
+    keep = src.keep if src is not None else (lambda m: m)
     hit = CACHE.get(key) if key is not None else None
     if hit is not None:
         data, seconds, notes = hit
-        return onnx.load_from_string(data), Build(name, seconds, len(data), True, None, notes)
+        return keep(onnx.load_from_string(data)), Build(name, seconds, len(data), True, None, notes)
     t0 = time.perf_counter()
+    if src is not None and src.light and spec == "f32":  # the source itself, from its files
+        return src.model(), Build(name, time.perf_counter() - t0, src.nbytes, False, None, ())
     try:
-        built, notes = _build_variant(spec, model, dataset, validation_fn, calibration, max_drop)
+        given = src.pass_input(spec) if src is not None else model
+        built, notes = _build_variant(spec, given, dataset, validation_fn, calibration, max_drop)  # type: ignore[arg-type]
+        del given
     except OperationCancelled:
         raise
     except Exception as e:  # any pass failure is data for the study, not a crash
@@ -609,11 +762,11 @@ def _build_one(
     seconds = time.perf_counter() - t0
     size = model_nbytes(built)
     if size > CACHE.max_bytes:  # would not be kept: don't hold a serialized copy (or fail > 2 GB)
-        return built, Build(name, seconds, size, False, None, notes)
+        return keep(built), Build(name, seconds, size, False, None, notes)
     data = built.SerializeToString()
     if key is not None:
         CACHE.put(key, data, seconds, notes)
-    return built, Build(name, seconds, len(data), False, None, notes)
+    return keep(built), Build(name, seconds, len(data), False, None, notes)
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -670,7 +823,7 @@ class _Setting:
 
 
 def measure_device(
-    models: dict[str, onnx.ModelProto | bytes],
+    models: dict[str, ModelRef],
     builds: dict[str, Build],
     device: Any,
     hints: Sequence[Hint],
@@ -693,8 +846,8 @@ def measure_device(
     settings: list[_Setting] = []
     try:
         for variant, model in models.items():
-            proto = model if isinstance(model, onnx.ModelProto) else onnx.load_from_string(model)
-            settings += _open_settings(variant, proto, dev, hints, timing.run_config)
+            proto, folder = _unpack(model)
+            settings += _open_settings(variant, proto, dev, hints, timing.run_config, folder)
         for s in settings:
             _evaluate(s, validation_fn, dataset)
             step(f"{s.variant}/{s.hints[0].label} accuracy")
@@ -710,12 +863,31 @@ def measure_device(
 
 
 def _open_settings(
-    variant: str, proto: onnx.ModelProto, dev: Any, hints: Sequence[Hint], config: RunConfig
+    variant: str,
+    proto: onnx.ModelProto,
+    dev: Any,
+    hints: Sequence[Hint],
+    config: RunConfig,
+    folder: str | None = None,
 ) -> list[_Setting]:
-    """One open runner per distinct setting of ``variant``; duplicate hints join a setting."""
+    """One open runner per distinct setting of ``variant``; duplicate hints join a setting.
+
+    A light ``proto`` (weights in ``folder``) is opened with the runtime reading its weights
+    from there; simulated profiles convert the model themselves and get it complete."""
+    if folder is not None:
+        if dev.simulated:
+            proto = complete_model(proto, folder)
+        else:
+            config = replace(config, model_dir=folder)
     out: list[_Setting] = []
     by_key: dict[Any, _Setting] = {}
     for h in hints:
+        if dev.backend == "ort" and by_key:
+            # ORT sessions do not depend on the hint (OrtRunner.config): the first session is
+            # every hint's setting, no second session (twice the model's memory) to find that
+            s = next(iter(by_key.values()))
+            _join(s, h, requested_precision(h), s.info["precision_ran"], dev.backend)
+            continue
         try:
             runner = open_runner(proto, dev, h, config=config)
         except OperationCancelled:
@@ -731,7 +903,7 @@ def _open_settings(
             continue
         key = _setting_key(runner)
         if key in by_key:
-            _join(by_key[key], h, runner, dev.backend)
+            _join(by_key[key], h, runner.precision_requested, runner.precision_ran, dev.backend)
             runner.close()
             continue
         s = _Setting(variant, [h], runner, notes=list(runner.notes), info=_runner_info(runner))
@@ -765,13 +937,13 @@ def _setting_key(runner: Runner) -> Any:
     return (config, runner.precision_ran)
 
 
-def _join(s: _Setting, h: Hint, runner: Runner, backend: str) -> None:
-    """Add hint ``h`` to setting ``s`` and say what it asked for."""
+def _join(s: _Setting, h: Hint, requested: str, ran: str, backend: str) -> None:
+    """Add hint ``h`` (asking for precision ``requested``; ``ran`` ran) to setting ``s``."""
     s.hints.append(h)
-    if runner.precision_requested not in ("default", runner.precision_ran):
+    if requested not in ("default", ran):
         s.notes.append(
-            f"hint {h.label}: requested {runner.precision_requested}, ran "
-            f"{runner.precision_ran} (same {backend} settings as {s.hints[0].label}; not honoured)"
+            f"hint {h.label}: requested {requested}, ran "
+            f"{ran} (same {backend} settings as {s.hints[0].label}; not honoured)"
         )
     else:
         s.notes.append(f"hint {h.label}: same {backend} settings as {s.hints[0].label}")
@@ -970,9 +1142,84 @@ def _host_timing_lock() -> Iterator[None]:
         yield
 
 
+@dataclass(frozen=True)
+class _Payload:
+    """A model as scattered to Dask workers, whatever its size: the serialized proto (light:
+    without its external data) and the external-data files it references, location → bytes
+    (numpy arrays: sent as out-of-band buffers, never a > 2 GB protobuf). ``files`` is empty
+    for a complete proto."""
+
+    header: bytes
+    files: dict[str, np.ndarray]
+
+
+def _payload(model: ModelRef) -> _Payload:
+    """The scattered form of a model as measured; a light model's files are memory-mapped
+    (their pages are read as they are sent, not copied into this process)."""
+    proto, folder = _unpack(model)
+    files: dict[str, np.ndarray] = {}
+    if folder is not None:
+        for location in external_files(proto):
+            with open(os.path.join(folder, location), "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                files[location] = (
+                    np.frombuffer(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ), np.uint8)
+                    if size
+                    else np.empty(0, np.uint8)
+                )
+    return _Payload(proto.SerializeToString(), files)
+
+
+def _unpack_payload(payload: _Payload, folder: str) -> ModelRef:
+    """A worker's copy of a scattered model: the proto, or a light model whose files are
+    written to ``folder``."""
+    if not payload.files:
+        return payload.header
+    root = Path(folder).resolve()
+    for location, data in payload.files.items():
+        target = (root / location).resolve()
+        if os.path.isabs(location) or root not in target.parents:
+            raise WorkbenchError(f"external data location {location!r} leaves the work folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as fh:
+            fh.write(memoryview(data))
+    proto = onnx.load_from_string(payload.header)
+    check_external_data(proto, root)
+    return LightModel(proto, str(root), sum(d.nbytes for d in payload.files.values()))
+
+
+#: models staged on this (worker) process: token → (model, work folder or None)
+_STAGED: dict[str, tuple[ModelRef, str | None]] = {}
+_STAGED_LOCK = threading.Lock()
+
+
+def _stage_payload(payload: _Payload, token: str) -> None:
+    """A Dask task pinned to one worker: keep its copy of a scattered model under ``token``
+    (a light model's files written to a work folder there) so the scattered payload can be
+    released before any job runs: a worker then holds the model once, in its runtime."""
+    folder = tempfile.mkdtemp(prefix="wb-worker-") if payload.files else None
+    try:
+        model = _unpack_payload(payload, folder) if folder else payload.header
+    except BaseException:
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    with _STAGED_LOCK:
+        _STAGED[token] = (model, folder)
+
+
+def _unstage(tokens: Sequence[str]) -> None:
+    """Forget the models staged under ``tokens`` on this worker and remove their folders."""
+    for token in tokens:
+        with _STAGED_LOCK:
+            _, folder = _STAGED.pop(token, (None, None))
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _measure_job(
     variant: str,
-    model: bytes,
+    token: str,
     build: Build,
     device: Any,
     hints: Sequence[Hint],
@@ -980,10 +1227,16 @@ def _measure_job(
     validation_fn: Callable,
     timing: Timing,
 ) -> list[Record]:
-    """A Dask task: one (variant, device); accuracy free-running, timing under the host lock."""
+    """A Dask task: one (variant, device) of the model staged under ``token`` on this worker;
+    accuracy free-running, timing under the host lock."""
+    with _STAGED_LOCK:
+        staged = _STAGED.get(token)
+    if staged is None:  # e.g. a worker that joined after the model was staged
+        error = f"variant {variant!r} was not staged on this Dask worker (joined during the sweep?)"
+        return _error_records(variant, replace(build, error=error), [device], hints)
     with quiet():
         return measure_device(
-            {variant: model}, {variant: build}, device, hints, dataset, validation_fn, timing,
+            {variant: staged[0]}, {variant: build}, device, hints, dataset, validation_fn, timing,
             timing_lock=_host_timing_lock(),
         )  # fmt: skip
 
@@ -1009,7 +1262,7 @@ def _placement(client: Any, devs: Sequence[Any]) -> dict[str, dict[str, float] |
 
 def _run_on_cluster(
     client: Any,
-    models: dict[str, onnx.ModelProto],
+    models: dict[str, ModelRef],
     builds: dict[str, Build],
     devs: Sequence[Any],
     hints: Sequence[Hint],
@@ -1026,20 +1279,12 @@ def _run_on_cluster(
     placement = _placement(client, devs)
     per_job = len(hints) + max(timing.rounds, 1)
     futures, out = {}, []
-    for variant, proto in models.items():
-        [model_future] = client.scatter([proto.SerializeToString()], broadcast=True, hash=False)
-        for d in devs:
-            where = placement[d.name]
-            if isinstance(where, str):
-                out += _error_records(variant, replace(builds[variant], error=where), [d], hints)
-                t.update(per_job, postfix=f"{variant} on {d.name}: no worker")
-                continue
-            fut = client.submit(
-                _measure_job, variant, model_future, builds[variant], d, list(hints), ds_future,
-                validation_fn, timing, resources=where, pure=False,
-            )  # fmt: skip
-            futures[fut] = (variant, d.name)
+    tokens: list[str] = []
     try:
+        for variant, model in models.items():
+            tokens.append(_stage_everywhere(client, model))
+            out += _submit_jobs(client, variant, tokens[-1], builds[variant], devs, hints,
+                                ds_future, validation_fn, timing, placement, futures, t)  # fmt: skip
         for fut in as_completed(list(futures)):
             variant, dev = futures[fut]
             out += fut.result()
@@ -1047,6 +1292,59 @@ def _run_on_cluster(
     except BaseException:
         client.cancel(list(futures))
         raise
+    finally:
+        with contextlib.suppress(Exception):  # a worker gone: its folders went with it
+            client.run(_unstage, tokens)
+    return out
+
+
+def _stage_everywhere(client: Any, model: ModelRef) -> str:
+    """Scatter ``model`` (header + external-data buffers: works beyond 2 GB, where one
+    serialized proto cannot) to every worker, stage it there, release the scattered copy;
+    returns the token jobs find it under."""
+    token = uuid.uuid4().hex
+    [payload] = client.scatter([_payload(model)], broadcast=True, hash=False)
+    workers = list(client.scheduler_info(n_workers=-1).get("workers", {}))
+    staging = [
+        client.submit(_stage_payload, payload, token, workers=[w], allow_other_workers=False,
+                      pure=False)
+        for w in workers
+    ]  # fmt: skip
+    try:
+        client.gather(staging)
+    finally:
+        client.cancel([payload, *staging])  # the workers drop the scattered bytes now
+    return token
+
+
+def _submit_jobs(
+    client: Any,
+    variant: str,
+    token: str,
+    build: Build,
+    devs: Sequence[Any],
+    hints: Sequence[Hint],
+    ds_future: Any,
+    validation_fn: Callable,
+    timing: Timing,
+    placement: dict[str, Any],
+    futures: dict[Any, tuple[str, str]],
+    t: Any,
+) -> list[Record]:
+    """Submit one job per device of ``variant``; error records where no worker has it."""
+    per_job = len(hints) + max(timing.rounds, 1)
+    out: list[Record] = []
+    for d in devs:
+        where = placement[d.name]
+        if isinstance(where, str):
+            out += _error_records(variant, replace(build, error=where), [d], hints)
+            t.update(per_job, postfix=f"{variant} on {d.name}: no worker")
+            continue
+        fut = client.submit(
+            _measure_job, variant, token, build, d, list(hints), ds_future, validation_fn,
+            timing, resources=where, pure=False,
+        )  # fmt: skip
+        futures[fut] = (variant, d.name)
     return out
 
 
@@ -1108,7 +1406,34 @@ def explore(
     ``dask.distributed.Client``; jobs then run on its workers (``docs/distributed.md``).
     """
     t_start = time.perf_counter()
-    proto = load_model(model)
+    with contextlib.ExitStack() as stack:  # the work folder of a light sweep
+        return _explore(
+            _Source(model, stack), model, dataset, validation_fn, variants, hints, devices,
+            calibration_dataset, client, batch_sizes, max_drop, min_time, rounds, warmup,
+            bench_items, threads, t_start,
+        )  # fmt: skip
+
+
+def _explore(
+    src: _Source,
+    model: Any,
+    dataset: Any,
+    validation_fn: Callable[[Any, Any], Any],
+    variants: Sequence[VariantSpec],
+    hints: Sequence[Hint | str],
+    devices: Sequence[Any],
+    calibration_dataset: Any,
+    client: Any,
+    batch_sizes: Sequence[int],
+    max_drop: float,
+    min_time: float,
+    rounds: int,
+    warmup: int,
+    bench_items: int,
+    threads: int | None,
+    t_start: float,
+) -> Study:
+    proto = src.proto
     ds = as_dataset(dataset, "explore dataset")
     calib = (
         ds
@@ -1121,7 +1446,8 @@ def explore(
     hint_objs = _unique([as_hint(h) for h in (hints or DEFAULT_HINTS)], key=lambda h: h.label)
     devs = _unique([resolve_device(d) for d in (devices or ("cpu",))], key=lambda d: d.name)
     timing = Timing(min_time, rounds, warmup, bench_items, threads, _check_batches(batch_sizes))
-    models, builds = build_variants(proto, specs, ds, validation_fn, calib, max_drop)
+    model_hash = src.digest()
+    models, builds = build_variants(src, specs, ds, validation_fn, calib, max_drop, model_hash)
     names = [s if isinstance(s, str) else s[0] for s in specs]
     # validation_fn gets the caller's object unchanged (a list stays a list)
     records = _measure_all(models, builds, devs, hint_objs, dataset, validation_fn, timing, client)
@@ -1130,7 +1456,7 @@ def explore(
     return Study(
         records=tuple(records),
         model_name=proto.graph.name or (Path(model).name if isinstance(model, (str, Path)) else ""),
-        model_hash=model_digest(proto)[:16],
+        model_hash=model_hash[:16],
         variants=tuple(names),
         hints=tuple(h.label for h in hint_objs),
         devices=tuple(d.name for d in devs),
@@ -1141,7 +1467,7 @@ def explore(
 
 
 def _measure_all(
-    models: dict[str, onnx.ModelProto],
+    models: dict[str, ModelRef],
     builds: tuple[Build, ...],
     devs: Sequence[Any],
     hints: Sequence[Hint],
@@ -1199,7 +1525,7 @@ def _warn_unhonoured(records: list[Record]) -> None:
             f"{len(bad)} of {len(records)} records ran another precision than requested "
             f"(e.g. {r.label}: {example}); see the ⚠ marks and notes in the study",
             PrecisionWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
@@ -1273,6 +1599,7 @@ __all__ = [
     "CACHE",
     "VARIANTS",
     "Build",
+    "LightModel",
     "Record",
     "Study",
     "Timing",
