@@ -36,6 +36,30 @@ def demo_data():
     return wb.demo.demo_dataset("test")
 
 
+@pytest.fixture(scope="session")
+def big_model(tmp_path_factory):
+    """``(path, data bytes)`` of the > 2 GB transformer-like model of
+    ``benchmarks/bench_large.py`` (external data), generated once per session for the slow
+    tests that need one, removed at the end (pytest keeps recent tmp dirs otherwise)."""
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_large
+
+    root = tmp_path_factory.mktemp("big")
+    need = 2.5 * 2.1 * 2**30
+    free = shutil.disk_usage(root).free
+    if free < need:
+        pytest.skip(f"needs {need / 2**30:.1f} GiB of free disk in {root}, has {free / 2**30:.1f}")
+    try:
+        src = bench_large.generate(root / "model", 2.1)
+        size = (root / "model" / "large.onnx.data").stat().st_size
+        assert size > 2**31
+        yield src, size
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture
 def tmodels():
     """The test model builders (tests/models.py)."""

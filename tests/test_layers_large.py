@@ -1,13 +1,11 @@
 """Layer views of models whose weights stay on disk: a file with external data is run light
 (the runtime reads the weights, Python holds none), a big proto or inline file is staged to a
 work folder first. Small models take the same code path here (``STAGE_BYTES`` lowered for the
-staged one) and must give exactly the results of the in-memory path; the > 2 GB runs are
-``slow`` and check the peak resident memory of ``benchmarks/bench_large.py``'s verbs (layer
-views, and explore / report, which run light the same way)."""
+staged one) and must give exactly the results of the in-memory path; the > 2 GB runs are in
+``test_large_models.py``."""
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -99,50 +97,3 @@ def test_layer_profile_light_path(external):
     whole = wb.layer_profile(wb.load_model(src), dataset=_data(1), runs=3, warmup=1)
     assert p.ops == whole.ops and p.edges == whole.edges
     assert p.coverage == whole.coverage == 1.0
-
-
-# --------------------------------------------------------------------------- > 2 GB
-
-
-GIGABYTES = 2.1
-LIMIT = 12 * 2**30
-#: peak resident memory bound per verb, in model sizes (measured on 2.12 GiB, 2026-11-28:
-#: layers 1.14×, layer-error 2.23× incl. the f16 conversion before it, explore f32+f16 3.14×
-#: — ORT's f16 session with the optimized-graph check holds ~2× its plain size —, report 1.14×)
-BOUNDS = {"layers": 1.5, "layer-error": 2.5, "explore": 3.5, "report": 1.5}
-
-
-@pytest.fixture(scope="module")
-def big(tmp_path_factory):
-    import bench_large
-
-    root = tmp_path_factory.mktemp("large")
-    need = 3 * GIGABYTES * 2**30
-    free = shutil.disk_usage(root).free
-    if free < need:
-        pytest.skip(f"needs {need / 2**30:.1f} GiB of free disk in {root}, has {free / 2**30:.1f}")
-    try:
-        src = bench_large.generate(root / "model", GIGABYTES)
-        size = (root / "model" / "large.onnx.data").stat().st_size
-        out = root / "out"
-        out.mkdir()
-        yield src, out, size
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("verb", sorted(BOUNDS))
-def test_big_verbs_within_bound(verb, big):
-    """layer views and explore (light: from the file, variants staged) on a > 2 GB model."""
-    import bench_large
-
-    src, out, size = big
-    try:
-        row = bench_large.run_verb(verb, src, out, timeout=900, limit=LIMIT)
-    finally:
-        for f in out.iterdir():
-            shutil.rmtree(f) if f.is_dir() else f.unlink()
-    assert row["ok"], f"{verb}: {row['error']}"
-    x = row["peak_gib"] * 2**30 / size
-    assert x <= BOUNDS[verb], f"{verb}: peak {row['peak_gib']:.2f} GiB = {x:.2f}× the model"
