@@ -148,7 +148,12 @@ def test_batchnorm_folded_and_unnamed_nodes(tmodels):
     assert "Conv_2" not in quantized_nodes(kept) and "Conv_1" in quantized_nodes(kept)
 
 
-def test_input_errors(outlier):
+def test_input_errors(outlier, tmp_path, monkeypatch):
+    import tempfile
+
+    # the model is staged to a work folder first: a refused call leaves none behind (even
+    # while the traceback keeps the quantizer alive)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     model, cal, _ = outlier
     with pytest.raises(wb.InputError, match="no node named 'nope'"):
         quantize_int8(model, cal, exclude_nodes=["nope"])
@@ -156,8 +161,9 @@ def test_input_errors(outlier):
         quantize_int8(model, cal, calibration="median")
     with pytest.raises(wb.InputError, match="empty"):
         quantize_int8(model, [])
-    with pytest.raises(wb.InputError, match="no input 'image'"):
+    with pytest.raises(wb.InputError, match="no input 'image'") as raised:
         quantize_int8(model, [{"image": np.zeros((1, 1, 8, 8), np.float32)}])
+    assert raised.traceback and list(tmp_path.iterdir()) == []
 
 
 def test_progress_and_cancel(outlier):

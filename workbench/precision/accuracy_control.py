@@ -703,9 +703,10 @@ def quantize_with_accuracy_control(
     _check_args(max_drop, drop_type, max_reverted, validation_fn, validation_dataset, ranking)
     calibration_dataset = as_dataset(calibration_dataset, "calibration_dataset")
     quantizer = Int8Quantizer(
-        model, calibration_dataset, per_channel=per_channel, calibration=calibration, **int8_options
-    )
-    exclude = quantizer.check_nodes(exclude_nodes)
+        model, calibration_dataset, per_channel=per_channel, calibration=calibration,
+        exclude_nodes=exclude_nodes, **int8_options,
+    )  # fmt: skip
+    exclude = quantizer.exclude
     with quantizer as q, task("int8 accuracy control", None) as progress:
         ev = _Evaluations(
             q, validation_fn, validation_dataset, float(max_drop), drop_type, exclude, progress

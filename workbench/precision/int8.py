@@ -306,6 +306,7 @@ class Int8Quantizer:
         percentile: float = 99.999,
         extra_options: Mapping[str, Any] | None = None,
         target: CpuInfo | Iterable[str] | None = None,
+        exclude_nodes: Iterable[str] = (),
     ):
         if calibration not in CALIBRATIONS:
             raise InputError(
@@ -317,14 +318,17 @@ class Int8Quantizer:
         self._tmp: tempfile.TemporaryDirectory[str] | None = tempfile.TemporaryDirectory(
             prefix="wb-int8-"
         )
-        try:
+        try:  # a bad name or dataset fails here, before calibration, leaving no work files
             self.source = stage_model(model, self.source_path)
+            self.source_names = [n.name for n in self.source.graph.node]
+            self.prepared_names: list[str] = []
+            #: the caller's exclusions, validated and sorted
+            self.exclude = self.check_nodes(exclude_nodes)
+            # every item checked against the inputs first: a wrong shape fails in one line
+            check_dataset(self.source, self.calibration_dataset, "calibration data")
         except BaseException:
             self.close()
             raise
-        self.source_names = [n.name for n in self.source.graph.node]
-        # every item checked against the inputs first: a wrong shape fails in one line
-        check_dataset(self.source, self.calibration_dataset, "calibration data")
         self.per_channel = bool(per_channel)
         self.calibration = calibration
         if reduce_range is None:
@@ -337,7 +341,6 @@ class Int8Quantizer:
         self.extra_options = dict(extra_options or {})
         self.prepared: onnx.ModelProto | None = None
         self.prepare_note = ""
-        self.prepared_names: list[str] = []
         self.notes: list[str] = []
         self._count = 0
 
@@ -887,7 +890,7 @@ def quantize_int8(
         percentile=percentile,
         extra_options=extra_options,
         target=target,
+        exclude_nodes=exclude_nodes,
     )
-    exclude = quantizer.check_nodes(exclude_nodes)  # fail before spending time on calibration
     with quantizer as q:
-        return int8_model(q, exclude, auto_float, auto_float_items)[0]
+        return int8_model(q, q.exclude, auto_float, auto_float_items)[0]
