@@ -108,7 +108,12 @@ def agree(run, data):
 
 
 def generate(directory: Path, gigabytes: float) -> Path:
-    """Write the model (tests/models.py ``big_transformer_external``), one matrix at a time."""
+    """Write the model (tests/models.py ``big_transformer_external``), one matrix at a time;
+    a model this size already in ``directory`` (``--keep`` of an earlier run) is reused."""
+    blocks = max(1, round(gigabytes * 2**30 / (2 * DIM * DIM * 4)))
+    data = directory / "large.onnx.data"
+    if data.exists() and data.stat().st_size == blocks * 2 * DIM * DIM * 4:
+        return directory / "large.onnx"
     return models.big_transformer_external(directory, gigabytes, dim=DIM, seq=SEQ)
 
 
