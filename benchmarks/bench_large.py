@@ -10,13 +10,12 @@ cannot serialize > 2 GB) and ORT's ``quantize_static`` with external data (``ref
 
     python benchmarks/bench_large.py [--gigabytes 3] [--dir /tmp/wb-large] [--verbs f16,int8]
 
-Measured (2.12 GiB model, 2 shared cores under heavy load, 2026-11-28; peak × model size):
-f16-convert 0.64× (22 s; the source is memory-mapped, float32 pages released as converted),
-load 1.05×, f16/bf16 incl. saving 1.59× (save_model's clear/restore of raw_data re-allocates in
-protobuf's upb arena), ref-f16 (onnxconverter-common) 1.62×, layers 2.2×, partition 3.2×,
-explore (f32+f16) 5.3×, report 5.2×, ref-int8 (ORT quantize_static) 3.1×; failing: int8 and
-int8-ac (inline save of the > 2 GB prepared model), mixed (SIGSEGV at the 12 GiB cap, > 5.3×),
-layer-error (bad_alloc at the cap: four proto copies + a session).
+Measured (3.00 GiB model, 2 shared cores, 2026-11-28; peak × model size, seconds): load 1.08×;
+f16-convert, f16 and bf16 (with saving) 0.59× (12–23 s); int8 2.08× (191 s); int8-ac 2.09×
+(214 s); bench 1.09×; partition 2.10×; layers 1.10×; layer-error 2.13× (with the f16
+conversion before it); explore (f32 + f16) 3.10×; report 1.10×; references: onnxconverter-common
+1.62× (32 s), ORT quantize_static 3.08× (39 s; ours also pre-processes, uses percentile
+histograms and tries float edges). mixed: see docs/large_models.md.
 
 Needs ~4× the model size of free disk (model, f16/bf16/int8 copies). Nothing is written to the
 current directory; the working folder is removed at the end unless --keep.
