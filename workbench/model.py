@@ -52,10 +52,14 @@ def iter_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
                     yield from iter_graphs(g)
 
 
-def iter_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
-    """Every TensorProto in the model: initializers, Constant values, tensor attributes."""
-    for g in iter_graphs(model.graph):
-        yield from g.initializer
+def iter_tensors(
+    model: onnx.ModelProto, main_initializers: bool = True
+) -> Iterator[onnx.TensorProto]:
+    """Every TensorProto in the model: initializers, Constant values, tensor attributes
+    (without the main graph's initializers when ``main_initializers`` is False)."""
+    for depth, g in enumerate(iter_graphs(model.graph)):
+        if depth or main_initializers:  # iter_graphs yields the main graph first
+            yield from g.initializer
         for sparse in g.sparse_initializer:
             yield sparse.values
             yield sparse.indices
@@ -458,7 +462,7 @@ def _save_external(model: onnx.ModelProto, path: Path) -> None:
                     if _is_big_inline(t):
                         stubs[i] = write(t)
                 if model_nbytes(model) - sum(n for _, n in stubs.values()) >= PROTOBUF_LIMIT:
-                    for t in _tensors_beyond_initializers(model):
+                    for t in iter_tensors(model, main_initializers=False):
                         if _is_big_inline(t):
                             where = write(t)
                             moved.append((t, *where))
@@ -479,19 +483,6 @@ def _save_external(model: onnx.ModelProto, path: Path) -> None:
 
 def _is_big_inline(t: onnx.TensorProto) -> bool:
     return not _is_external(t) and len(t.raw_data) >= EXTERNAL_THRESHOLD
-
-
-def _tensors_beyond_initializers(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
-    """Every tensor of ``model`` except the main graph's initializers."""
-    for depth, g in enumerate(iter_graphs(model.graph)):
-        if depth:  # iter_graphs yields the main graph first
-            yield from g.initializer
-        for node in g.node:
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.TENSOR:
-                    yield attr.t
-                elif attr.type == onnx.AttributeProto.TENSORS:
-                    yield from attr.tensors
 
 
 def _point_to(t: onnx.TensorProto, location: str, offset: int, length: int) -> None:
