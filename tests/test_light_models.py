@@ -115,3 +115,16 @@ def test_big_inline_save_is_streamed_and_identical(tmp_path):
     model = wb.load_model(src)
     path = wb.save_model(model, tmp_path / "inline.onnx")
     assert path.read_bytes() == model.SerializeToString()
+
+
+def test_float16_of_a_path_stands_alone_unless_references_are_asked_for(external, tmp_path):
+    """Weights kept float32 (blocked MatMuls) come back inside the result: saved elsewhere,
+    it runs without the source folder; keep_references=True leaves them pointing there."""
+    src, x = external
+    f16 = wb.convert_float16(src, block_ops=["MatMul"])
+    assert not has_external_data(f16)
+    path = wb.save_model(f16, tmp_path / "elsewhere" / "f16.onnx")
+    expected = open_runner(src)({"x": x})["y"]
+    np.testing.assert_allclose(open_runner(path)({"x": x})["y"], expected, rtol=1e-2, atol=1e-2)
+    light = wb.convert_float16(src, block_ops=["MatMul"], keep_references=True)
+    assert has_external_data(light)

@@ -294,8 +294,16 @@ def complete_model(proto: onnx.ModelProto, folder: str | None) -> onnx.ModelProt
     if folder is None:
         return proto
     full = load_model(proto)
-    _load_external(full, Path(folder))
+    read_external_data(full, folder)
     return full
+
+
+def read_external_data(model: onnx.ModelProto, folder: str | os.PathLike[str]) -> None:
+    """Read every external tensor of ``model`` (one of your own: changed in place) from
+    ``folder``, so it no longer depends on that folder; locations are validated as on load."""
+    if has_external_data(model):
+        check_external_data(model, folder)
+        _load_external(model, Path(folder))
 
 
 def stage_model(

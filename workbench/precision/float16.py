@@ -49,7 +49,13 @@ import onnx
 import onnx_ir as ir
 
 from ..errors import InputError, UnsupportedError
-from ..model import check_external_data, ensure_node_names, iter_graphs, load_model
+from ..model import (
+    check_external_data,
+    ensure_node_names,
+    iter_graphs,
+    load_model,
+    read_external_data,
+)
 from ..precisions import (
     ALIASES,
     DTYPE_NAMES,
@@ -1132,6 +1138,8 @@ def convert_float16(
     provider: str = kernels.CPU,
     require_kernel: bool | None = None,
     max_constant_error: float | None = None,
+    *,
+    keep_references: bool = False,
 ) -> onnx.ModelProto | Float16Result:
     """Convert a float32 model to float16 or bfloat16; the result passes the checker and runs in ORT.
 
@@ -1150,6 +1158,9 @@ def convert_float16(
     value (default: the type's epsilon, so subnormals such as 1e-6 in float16 stay float32);
     values negligible at their tensor's scale that are flushed to zero are reported. Returns the new ModelProto, or with ``report=True`` a
     :class:`Float16Result` saying which nodes were converted, which stayed float32 and why.
+    Weights of a path's external data that stay float32 are read into the result, which then
+    stands alone; ``keep_references=True`` leaves them as references into the source's folder
+    (for callers that keep working from that folder, e.g. on models over 2 GB).
     """
     plan = _plan(
         model, dtype, keep_io_types, block_ops, block_nodes, provider, require_kernel,
@@ -1158,6 +1169,10 @@ def convert_float16(
     rw = _Rewriter(plan)
     rw.run()
     proto = _to_proto(plan)
+    if not keep_references and not isinstance(model, onnx.ModelProto):
+        # weights kept float32 still point into the source's data file: read them in, so the
+        # result stands on its own (it is saved or run anywhere)
+        read_external_data(proto, Path(model).parent)
     return _report(plan, rw, proto) if report else proto
 
 
