@@ -331,6 +331,10 @@ class OrtRunner(Runner):
     def run_prepared(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, prepared)
 
+    def close(self) -> None:
+        """Free the session (and the weights it holds) now, not when the runner is collected."""
+        self.session = None
+
 
 def _read_executed(path: str) -> dict[str, collections.Counter[str]] | None:
     try:
