@@ -52,7 +52,11 @@ VERBS: dict[str, str] = {
         "q = wb.quantize_int8(src, ds); assert quantized_nodes(q), 'no int8 node';"
         " wb.save_model(q, out / 'int8.onnx')"
     ),
-    "mixed": "r = wb.auto_mixed_precision(src, ds, max_evaluations=4)",
+    "mixed": (
+        "r = wb.auto_mixed_precision(src, ds, max_evaluations=4);"
+        " assert not has_external_data(r.model), 'result points into the source folder';"
+        " wb.save_model(r.model, out / 'mixed.onnx')"
+    ),
     "int8-ac": (
         "r = wb.quantize_with_accuracy_control(src, ds, ds, agree, max_drop=0.5);"
         " assert quantized_nodes(r.model), 'no int8 node'"
@@ -91,6 +95,7 @@ PRELUDE = f"""
 import sys, onnx, numpy as np
 from pathlib import Path
 import workbench as wb
+from workbench.model import has_external_data
 from workbench.precision.int8 import quantized_nodes
 src = Path(sys.argv[1]); out = Path(sys.argv[2])
 ds = wb.Dataset([{{'x': np.random.default_rng(i).standard_normal((1, {SEQ}, {DIM}), np.float32)}}

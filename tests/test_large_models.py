@@ -40,6 +40,7 @@ BOUNDS = {
     "explore": 3.5,
     "report": 1.5,
     "int8-ac": 3.0,
+    "mixed": 2.5,
 }
 
 

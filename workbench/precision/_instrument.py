@@ -9,9 +9,14 @@ ONNX Runtime:
   the smallest nonzero |x| and how many nonzero values are below a threshold;
 * :func:`rounding_probe` puts a switch ``Where(mask[j], round(x), x)`` on every float input
   and output of each probed node ``j`` — in the main graph or inside If/Loop/Scan bodies —
-  where ``round`` is a Cast round-trip through float16/bfloat16 (weights are rounded once in
-  numpy). One session then simulates any set of nodes computing in the low precision — the
-  node set is just the ``mask`` input.
+  where ``round`` is a Cast round-trip through float16/bfloat16 (weights held in the proto are
+  rounded once in numpy; weights left in external-data files get the Cast round-trip too, so
+  their rounded copy is computed per run and never held). One session then simulates any set
+  of nodes computing in the low precision — the node set is just the ``mask`` input.
+
+Both take a *light* model too (weights left in external-data files, ``model_dir`` the folder
+they resolve against): ONNX Runtime then reads the weights from disk and Python never holds
+them (:func:`workbench.model.stage_model`).
 
 What the probe models, exactly (:data:`SIMULATION`): storage rounding of every tensor a node
 reads and writes. What it does not model: rounding *inside* a kernel — accumulation of
@@ -23,7 +28,7 @@ oneDNN, cuBLAS) accumulate in float32, which is what the probe assumes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +39,7 @@ import onnxruntime as ort
 from ..precisions import NUMPY_TYPES, ONNX_TYPES, canonical
 from ..progress import check_cancelled
 from ..runtime import prepare_feeds
+from ..runtime.base import RunConfig
 from ..runtime.ort import _np_type, make_session, session_options
 from ..tensor_types import graph_value_types, inferred
 from .float16 import ir_from_proto, restore_types
@@ -76,29 +82,58 @@ def _top_level_floats(graph: ir.Graph) -> list[ir.Value]:
     return out
 
 
-def _typed_ir(model: onnx.ModelProto) -> tuple[ir.Model, dict[str, onnx.TypeProto]]:
-    """IR model with inferred element types on intermediate values (where ONNX can infer them).
+def _typed_ir(
+    model: onnx.ModelProto, model_dir: str | None = None
+) -> tuple[ir.Model, dict[str, onnx.TypeProto]]:
+    """IR model with inferred element types on intermediate values (where ONNX can infer them);
+    external tensors resolve against ``model_dir`` (read only on demand).
 
     Not onnx-ir's ShapeInferencePass: it logs a warning per value ONNX inference leaves out
     (routine in models with custom ops) and strict mode fails where ours falls back.
     """
-    return ir_from_proto(inferred(model))
+    m, saved = ir_from_proto(inferred(model))
+    if model_dir:
+        ir.external_data.set_base_dir(m.graph, model_dir)
+    return m, saved
+
+
+def _options(model_dir: str | None) -> ort.SessionOptions:
+    """Session options; a light model's external data is read from ``model_dir``."""
+    return session_options(None, RunConfig(model_dir=model_dir)) if model_dir else session_options()
+
+
+def _const_array(v: ir.Value) -> np.ndarray:
+    """An initializer's values; an external tensor's are read from its file (just its bytes:
+    onnx-ir would map the whole file, as much address space as the model, per tensor)."""
+    t = v.const_value
+    assert t is not None
+    if not isinstance(t, ir.ExternalTensor) or t.dtype.bitwidth % 8 or not t.size:
+        return t.numpy()
+    dt = np.dtype(t.dtype.numpy()).newbyteorder("<")
+    return np.fromfile(t.path, dt, count=t.size, offset=t.offset or 0).reshape(t.shape.numpy())
+
+
+#: values per step of :func:`_update` (its float64 temporaries stay near 64 MB, not the
+#: tensor's size several times over)
+_CHUNK = 1 << 22
 
 
 def _update(stats: dict[str, list[float]], name: str, array: np.ndarray, tiny: float) -> None:
-    a = np.abs(np.asarray(array, dtype=np.float64)).ravel()
-    a = a[np.isfinite(a)]
-    nz = a[a > 0]
+    flat = np.asarray(array).reshape(-1)
     s = stats.setdefault(name, [0.0, np.inf, 0, 0])
-    if nz.size:
-        s[0] = max(s[0], float(nz.max()))
-        s[1] = min(s[1], float(nz.min()))
-        s[2] += int(nz.size)
-        s[3] += int(np.count_nonzero(nz < tiny))
+    for start in range(0, flat.size, _CHUNK):
+        a = np.abs(flat[start : start + _CHUNK].astype(np.float64))
+        a = a[np.isfinite(a)]
+        nz = a[a > 0]
+        if nz.size:
+            s[0] = max(s[0], float(nz.max()))
+            s[1] = min(s[1], float(nz.min()))
+            s[2] += int(nz.size)
+            s[3] += int(np.count_nonzero(nz < tiny))
 
 
 def tensor_ranges(
-    model: onnx.ModelProto, feeds: Sequence[Feeds], tiny: float
+    model: onnx.ModelProto, feeds: Sequence[Feeds], tiny: float, model_dir: str | None = None
 ) -> dict[str, TensorRange]:
     """Range of every float32 tensor (graph inputs, initializers, intermediates in the main
     graph and in If/Loop/Scan bodies).
@@ -106,9 +141,11 @@ def tensor_ranges(
     One ONNX Runtime session with every float intermediate added as a graph output, run once
     per item. ``tiny`` is the threshold counted in :attr:`TensorRange.tiny`. Where ONNX Runtime
     cannot run the body instrumentation (e.g. a Loop value whose shape changes between
-    iterations cannot be stacked), only main-graph values are measured.
+    iterations cannot be stacked), only main-graph values are measured. ``model_dir``: the
+    folder a light ``model``'s external data resolves against (weights read from disk by ONNX
+    Runtime, and read one tensor at a time for their ranges).
     """
-    m, saved = _typed_ir(model)
+    m, saved = _typed_ir(model, model_dir)
     g = m.graph
     present = {v.name for v in g.outputs}
     for v in _top_level_floats(g):
@@ -116,12 +153,12 @@ def tensor_ranges(
             g.outputs.append(v)
     flat = ir.to_proto(m)
     restore_types(flat, saved)
-    session, alias = _ranges_session(model, flat, feeds)
+    session, alias = _ranges_session(model, flat, feeds, _options(model_dir))
     names = [alias.get(o.name, o.name) for o in session.get_outputs()]
     stats: dict[str, list[float]] = {}
     for init in g.initializers.values():
         if init.dtype == _FLOAT and init.const_value is not None:
-            _update(stats, init.name, init.const_value.numpy(), tiny)
+            _update(stats, init.name, _const_array(init), tiny)
     specs = _specs(session)
     for raw in feeds:
         check_cancelled()
@@ -135,19 +172,24 @@ def tensor_ranges(
     for body in _bodies(flat.graph):
         for t in body.initializer:
             if t.data_type == onnx.TensorProto.FLOAT:
-                _update(stats, t.name, onnx.numpy_helper.to_array(t), tiny)
+                _update(stats, t.name, onnx.numpy_helper.to_array(t, model_dir or ""), tiny)
     return {k: TensorRange(v[0], v[1], int(v[2]), int(v[3])) for k, v in stats.items()}
 
 
 def _ranges_session(
-    model: onnx.ModelProto, flat: onnx.ModelProto, feeds: Sequence[Feeds]
+    model: onnx.ModelProto,
+    flat: onnx.ModelProto,
+    feeds: Sequence[Feeds],
+    options: ort.SessionOptions,
 ) -> tuple[ort.InferenceSession, dict[str, str]]:
     """(session over ``flat`` with body values exposed too, output name → body value name);
-    main-graph values only where the model has no bodies or ORT cannot run the exposure."""
+    main-graph values only where the model has no bodies or ORT cannot run the exposure.
+
+    Never two sessions at once: a failed exposure's session is gone before the fallback's."""
     if next(_bodies(flat.graph), None) is None:  # no control flow: no copy of the model
-        return make_session(flat), {}
+        return make_session(flat, options=options), {}
     exposed = onnx.ModelProto()
-    exposed.CopyFrom(flat)
+    exposed.CopyFrom(flat)  # a light model's copy is its structure only
     floats = {k for types in graph_value_types(model) for k, t in types.items() if t == _FLOAT}
     alias: dict[str, str] = {}
     _expose_bodies(exposed.graph, floats, alias)
@@ -156,13 +198,17 @@ def _ranges_session(
             if out in alias:
                 exposed.graph.output.append(onnx.helper.make_tensor_value_info(out, 1, None))
     if not alias:
-        return make_session(flat), {}
+        return make_session(flat, options=options), {}
+    session = None
     try:
-        session = make_session(exposed)
+        session = make_session(exposed, options=options)
         if feeds:  # a body value whose shape changes between iterations fails only at run time
             session.run(None, prepare_feeds(feeds[0], _specs(session)))
     except Exception:  # noqa: BLE001 - any ORT failure: fall back to main-graph values
-        return make_session(flat), {}
+        session = None
+    del exposed
+    if session is None:
+        return make_session(flat, options=options), {}
     return session, alias
 
 
@@ -256,13 +302,14 @@ class _ProbeBuilder:
         return f"__wb_probe_{what}{self.count}"
 
     def twin(self, x: ir.Value, before: list[ir.Node], graph: ir.Graph) -> ir.Value:
-        """The rounded version of ``x`` usable in ``graph`` (constants rounded in numpy,
-        activations by Cast)."""
+        """The rounded version of ``x`` usable in ``graph`` (constants held in the model rounded
+        in numpy; activations and weights left in external-data files by a Cast round-trip,
+        computed per run, so the session holds no rounded copy of them)."""
         key = (id(graph), id(x))
         if key in self.rounded:
             return self.rounded[key]
         const = x.const_value if x.is_initializer() else None
-        if const is not None:
+        if const is not None and not isinstance(const, ir.ExternalTensor):
             r = ir.Value(
                 name=self._name("w"),
                 const_value=ir.tensor(_round_array(const.numpy().astype(np.float32), self.dtype)),
@@ -321,8 +368,8 @@ class _ProbeBuilder:
 
 
 def rounding_probe(
-    model: onnx.ModelProto, probed: Sequence[str], dtype: str
-) -> Callable[[np.ndarray, Feeds], dict[str, np.ndarray]]:
+    model: onnx.ModelProto, probed: Sequence[str], dtype: str, model_dir: str | None = None
+) -> RoundingProbe:
     """A function ``run(mask, feeds)`` giving the outputs with the nodes ``probed[mask]`` rounded.
 
     ``probed`` may name nodes of the main graph and of If/Loop/Scan bodies (at any depth).
@@ -332,8 +379,10 @@ def rounding_probe(
     and outputs, i.e. what a low-precision kernel reads and writes (:data:`SIMULATION` says
     what is not modelled). One session serves every
     mask, so measuring a node set costs one run per item, not a conversion and a session.
+    ``model_dir``: the folder a light ``model``'s external data resolves against; those weights
+    are read by ONNX Runtime from disk (once) and rounded per run by their Cast round-trip.
     """
-    m, saved = _typed_ir(model)
+    m, saved = _typed_ir(model, model_dir)
     g = m.graph
     select = ir.Value(
         name=_SELECT, type=ir.TensorType(ir.DataType.BOOL), shape=ir.Shape([len(probed)])
@@ -350,17 +399,41 @@ def rounding_probe(
         builder.probe_node(by_name[name], cond.outputs[0], [cond])
     # the probe is a measuring device: no optimization may fuse away its Cast round-trips,
     # and skipping them keeps session creation fast on big graphs
-    options = session_options()
+    options = _options(model_dir)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    # in graph order: the switches of a weight depend on graph inputs and initializers only,
+    # and ORT's default order runs them all first, every rounded weight alive at once (+1×
+    # the weights per run); nodes are inserted right before their consumer, so graph order
+    # computes each weight's twin just before its use and frees it right after
+    options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
     proto = ir.to_proto(m)
+    del m, by_name, builder  # the IR's tensors: only the proto (light or complete) is needed
     restore_types(proto, saved)
-    session = make_session(proto, options=options)
-    specs = {i.name: _np_type(i.type) for i in session.get_inputs() if i.name != _SELECT}
-    names = [o.name for o in session.get_outputs()]
+    return RoundingProbe(proto, options, reopen=bool(model_dir))
 
-    def run(mask: np.ndarray, feeds: Feeds) -> dict[str, np.ndarray]:
-        fd = prepare_feeds(feeds, specs)
+
+class RoundingProbe:
+    """``probe(mask, feeds)``: the outputs with the nodes ``probed[mask]`` rounded (see
+    :func:`rounding_probe`). :meth:`release` frees the session (its weights) until the next
+    call — for a light model, whose session is re-created from the small proto and reads the
+    weights from disk again; a complete model's session is kept (``reopen`` False)."""
+
+    def __init__(self, proto: onnx.ModelProto, options: ort.SessionOptions, reopen: bool):
+        self._options = options
+        self._proto = proto if reopen else None
+        self._session: ort.InferenceSession | None = make_session(proto, options=options)
+        session = self._session
+        self._specs = {i.name: _np_type(i.type) for i in session.get_inputs() if i.name != _SELECT}
+        self._names = [o.name for o in session.get_outputs()]
+
+    def release(self) -> None:
+        if self._proto is not None:
+            self._session = None
+
+    def __call__(self, mask: np.ndarray, feeds: Feeds) -> dict[str, np.ndarray]:
+        if self._session is None:
+            assert self._proto is not None
+            self._session = make_session(self._proto, options=self._options)
+        fd = prepare_feeds(feeds, self._specs)
         fd[_SELECT] = np.asarray(mask, dtype=bool)
-        return dict(zip(names, session.run(None, fd), strict=True))
-
-    return run
+        return dict(zip(self._names, self._session.run(None, fd), strict=True))

@@ -32,16 +32,29 @@ kept float individually. Where ONNX Runtime cannot expose a body's values, its n
 checked against the enclosing node's inputs and outputs. Constants whose low-precision form is more than
 ``max_constant_error`` off keep their consumers float32 (the converter's rule, same in
 float16 and bfloat16).
+
+Memory: a model with external data (or at least :data:`workbench.model.STAGE_BYTES` of weights) is worked on
+*light* (:class:`_Workspace`): its structure in Python, its weights in files that ONNX Runtime
+reads itself (``RunConfig(model_dir=...)``), one session at a time — the probe's session is
+released while a candidate runs and re-created from disk after —, each candidate written to a
+work folder and opened from there. Peak RSS (``benchmarks/bench_large.py`` verb ``mixed``): 2.2×
+the model at 1 GB, 1.7× at 2.1 GB — the probe's session (weights mapped by ONNX Runtime, 1×,
+plus ~1 GB of per-run rounded copies) or a candidate's session, whichever is larger. The
+result's model stands alone (float16 weights 0.5×, kept float32 ones 1×, in memory).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import heapq
 import math
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,11 +64,20 @@ from ..data import Dataset, as_dataset
 from ..errors import InputError, WorkbenchError
 from ..figures import figure_data_uri, ranking_plot
 from ..metrics import max_abs_error, tolerance_ratio
-from ..model import ensure_node_names, iter_graphs, load_model
+from ..model import (
+    check_external_data,
+    iter_graphs,
+    iter_tensors,
+    light_model,
+    read_external_data,
+    save_model,
+    tensor_nbytes,
+)
 from ..precisions import limits
 from ..progress import check_cancelled, quiet, task
 from ..results import Result, html_table
 from ..runtime import call_validation, open_runner
+from ..runtime.base import DEFAULT_CONFIG, RunConfig
 from ._instrument import SIMULATION, TensorRange, rounding_probe, tensor_ranges
 from .float16 import convert_float16, convertible_nodes, dtype_name
 
@@ -273,13 +295,122 @@ class _Evaluation:
     items: tuple[float, ...] = ()  # simulated tolerance ratio per dataset item
 
 
+class _Workspace:
+    """The model as one search works on it, never holding its weights several times.
+
+    ``named``: the model with its nodes named (:func:`ensure_node_names`). Small models without
+    external data are complete in memory as given (``folder`` None, ``source`` = ``named``).
+    Others are *light*: ``named`` is their structure and their weights stay in files in
+    ``folder`` — a path's own folder for a model with external data, a work folder for a big
+    proto or inline file (weights streamed out by :func:`stage_model`). Sessions read them with
+    ``RunConfig(model_dir=folder)``, the converter memory-maps them from ``source`` (the light
+    file), and each converted candidate is written to a private work folder
+    (:meth:`save_candidate`) and opened from disk. :meth:`complete` reads a model's references
+    into it, for a result that stands alone.
+    """
+
+    def __init__(self, model: onnx.ModelProto | str | os.PathLike[str]):
+        self._stack = contextlib.ExitStack()
+        self.named, self.folder = light_model(model, self._stack, "model")
+        self.source: onnx.ModelProto | Path = self.named
+        if self.folder is None:
+            return
+        # the converter reads the weights from the file (and names nodes as ensure_node_names):
+        # the caller's file when its data is used in place, else the staged copy
+        in_place = not isinstance(model, onnx.ModelProto) and (
+            Path(model).resolve().parent == Path(self.folder).resolve()
+        )
+        self.source = Path(model) if in_place else Path(self.folder, "model.onnx")
+        work = self._stack.enter_context(tempfile.TemporaryDirectory(prefix="wb-mixed-"))
+        self.candidate = Path(work, "candidate.onnx")
+
+    @property
+    def config(self) -> RunConfig:
+        """Run configuration of sessions over ``named``."""
+        if self.folder is None:
+            return DEFAULT_CONFIG
+        return dataclasses.replace(DEFAULT_CONFIG, model_dir=self.folder)
+
+    def save_candidate(self, model: onnx.ModelProto) -> Path:
+        """Write a converted candidate to the work folder, standing alone: its converted
+        weights streamed from ``model``, the float32 ones it still references copied there
+        file to file (``model`` is left as it was)."""
+        assert self.folder is not None
+        kept_name = self.candidate.name + ".f32"
+        moved: list[tuple[onnx.TensorProto, list[tuple[str, str]]]] = []
+        try:
+            sources = check_external_data(model, self.folder)  # in iter_tensors order
+            external = [t for t in iter_tensors(model) if _is_ext(t)]
+            with open(self.candidate.parent / kept_name, "wb") as out:
+                for t, source in zip(external, sources, strict=True):
+                    info = {e.key: e.value for e in t.external_data}
+                    out.write(b"\0" * (-out.tell() % 4096))  # page-aligned: ORT maps it
+                    offset = out.tell()
+                    length = _copy_range(source, int(info.get("offset", 0) or 0),
+                                         tensor_nbytes(t), out)  # fmt: skip
+                    moved.append((t, [(e.key, e.value) for e in t.external_data]))
+                    del t.external_data[:]
+                    for key, value in (("location", kept_name), ("offset", str(offset)),
+                                       ("length", str(length))):  # fmt: skip
+                        e = t.external_data.add()
+                        e.key, e.value = key, value
+            save_model(model, self.candidate, external_data=True)
+        finally:
+            for t, entries in moved:  # the caller's references, as they were
+                del t.external_data[:]
+                for key, value in entries:
+                    e = t.external_data.add()
+                    e.key, e.value = key, value
+        return self.candidate
+
+    def drop_candidate(self) -> None:
+        if self.folder is not None:
+            for f in self.candidate.parent.glob(self.candidate.name + "*"):
+                f.unlink()
+
+    def complete(self, model: onnx.ModelProto) -> onnx.ModelProto:
+        """``model`` with every tensor it references in ``folder`` read into it (changes
+        ``model``: the result returned to the user must stand alone)."""
+        if self.folder is not None:
+            read_external_data(model, self.folder)
+        return model
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def _is_ext(t: onnx.TensorProto) -> bool:
+    return t.data_location == onnx.TensorProto.EXTERNAL
+
+
+def _copy_range(source: Path, offset: int, length: int, out: Any) -> int:
+    """Append ``length`` bytes of ``source`` from ``offset`` to the open file ``out``."""
+    with open(source, "rb") as fh:
+        fh.seek(offset)
+        left = length
+        while left:
+            chunk = fh.read(min(left, 64 << 20))
+            if not chunk:
+                raise WorkbenchError(f"{source} ends before its referenced data")
+            out.write(chunk)
+            left -= len(chunk)
+    return length
+
+
 class _Probe:
     """The rounding probe over the candidates (main graph and bodies), with its references."""
 
-    def __init__(self, model: onnx.ModelProto, probed: list[str], feeds: list[Feeds], dtype: str):
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        probed: list[str],
+        feeds: list[Feeds],
+        dtype: str,
+        model_dir: str | None = None,
+    ):
         self.probed = probed
         self.index = {name: i for i, name in enumerate(probed)}
-        self.run = rounding_probe(model, probed, dtype)
+        self.run = rounding_probe(model, probed, dtype, model_dir)
         self.refs = [self.run(self.mask(()), fd) for fd in feeds]
 
     def mask(self, names: Iterable[str]) -> np.ndarray:
@@ -308,7 +439,7 @@ class _Search:
 
     def __init__(
         self,
-        model: onnx.ModelProto,
+        ws: _Workspace,
         data: Any,
         feeds: list[Feeds],
         dtype: str,
@@ -320,7 +451,8 @@ class _Search:
         candidates: Sequence[str],
         max_constant_error: float | None = None,
     ):
-        self.model = model
+        self.ws = ws
+        self.model = model = ws.named
         self.data = data
         self.feeds = feeds
         self.dtype = dtype
@@ -333,7 +465,7 @@ class _Search:
         self.history: list[dict[str, Any]] = []
         self.probe: _Probe | None = None
         self.last_items: list[float] = []
-        runner = open_runner(model, "cpu")
+        runner = open_runner(model, "cpu", config=ws.config)
         try:
             self.output_names = list(runner.output_names)
             self.reference = [runner(f) for f in feeds]
@@ -342,10 +474,11 @@ class _Search:
             )
         finally:
             runner.close()
+        del runner  # the session's weights go now (an ORT runner's close keeps its session)
         self.notes: list[str] = []
         if self.candidates:
             try:  # candidates in graph order: each body's nodes are contiguous (group testing)
-                self.probe = _Probe(model, self.candidates, feeds, dtype)
+                self.probe = _Probe(model, self.candidates, feeds, dtype, ws.folder)
             except WorkbenchError as e:  # e.g. ops ORT cannot run with the probe's switches
                 self.notes.append(
                     f"rounding simulation unavailable ({str(e)[:200]}); candidates judged by "
@@ -357,7 +490,8 @@ class _Search:
         block = sorted(set(self.fixed_block) | set(kept))
         with quiet():
             return convert_float16(
-                self.model,
+                self.ws.source,
+                keep_references=True,  # kept float32 weights: copied file to file when saved
                 dtype=self.dtype,
                 keep_io_types=True,
                 block_nodes=tuple(block),
@@ -406,8 +540,9 @@ class _Search:
             if not sim_ok:
                 return _Evaluation(False, None, sim, None, sim_err, ran=False, items=item_errors)
         try:
-            runner = open_runner(model if model is not None else self.build(kept), "cpu")
+            runner = self._open_candidate(kept, model)
         except WorkbenchError as e:  # a candidate ORT cannot load is a rejected candidate
+            self.ws.drop_candidate()
             return _Evaluation(False, None, sim, None, {}, f"ONNX Runtime rejected it: {e}")
         try:
             ok, ratio, max_err = self._compare(runner(fd) for fd in self.feeds)
@@ -420,6 +555,24 @@ class _Search:
             return _Evaluation(accepted, None, sim, metric, max_err)
         finally:
             runner.close()
+            self.ws.drop_candidate()
+
+    def _open_candidate(self, kept: Sequence[str], model: onnx.ModelProto | None) -> Any:
+        """A runner over the converted candidate; a light one is written to the work folder
+        and opened from there (ONNX Runtime reads its weights, Python drops its copy)."""
+        if model is None:
+            model = self.build(kept)
+        if self.ws.folder is None:
+            return open_runner(model, "cpu")
+        if self.probe is not None:  # one model's weights in ORT at a time
+            self.probe.run.release()
+        path = self.ws.save_candidate(model)
+        del model
+        return open_runner(path, "cpu")
+
+    def close_probe(self) -> None:
+        """Free the probe's session (its weights) once no candidate needs simulating."""
+        self.probe = None
 
     def evaluate(self, kept: Sequence[str], phase: str, bar: Any) -> _Evaluation:
         key = frozenset(kept)
@@ -560,23 +713,29 @@ def auto_mixed_precision(
     drop, budget = _check_arguments(
         rtol, atol, validation_fn, max_drop, max_evaluations, probe_items
     )
-    named = ensure_node_names(load_model(model))
     feeds = list(as_dataset(dataset).feeds())
     criterion = _criterion(rtol, atol, len(feeds), validation_fn, drop)
-    with quiet():
-        # node touching float32 → None (the converter would convert it) or why it stays float
-        verdicts = convertible_nodes(named, dtype, max_constant_error=max_constant_error)
-    with task(f"mixed precision ({dtype})", total=None) as bar:
-        kept, candidates = _initial_kept(named, feeds, dtype, verdicts)
-        bar.update(postfix="fp32 ranges")
-        search = _Search(
-            named, dataset, feeds, dtype, validation_fn, rtol, atol, drop, list(kept),
-            candidates, max_constant_error,
-        )  # fmt: skip
-        notes: list[str] = []
-        sensitivity, ranked, final_kept = _run_search(search, budget, seed, probe_items, bar, notes)
-        _explain_kept(kept, final_kept, sensitivity, ranked, dtype)
-        final_model, final_eval, converted = _final(search, final_kept, verdicts, kept)
+    ws = _Workspace(model)
+    try:
+        named = ws.named
+        with quiet():
+            # node touching float32 → None (the converter would convert it) or why it stays float
+            verdicts = convertible_nodes(ws.source, dtype, max_constant_error=max_constant_error)
+        with task(f"mixed precision ({dtype})", total=None) as bar:
+            kept, candidates = _initial_kept(named, feeds, dtype, verdicts, ws.folder)
+            bar.update(postfix="fp32 ranges")
+            search = _Search(
+                ws, dataset, feeds, dtype, validation_fn, rtol, atol, drop, list(kept),
+                candidates, max_constant_error,
+            )  # fmt: skip
+            notes: list[str] = []
+            sensitivity, ranked, final_kept = _run_search(
+                search, budget, seed, probe_items, bar, notes
+            )
+            _explain_kept(kept, final_kept, sensitivity, ranked, dtype)
+            final_model, final_eval, converted = _final(search, final_kept, verdicts, kept)
+    finally:
+        ws.close()
     total = len(verdicts)
     return MixedPrecisionResult(
         model=final_model,
@@ -633,7 +792,11 @@ def _check_arguments(
 
 
 def _initial_kept(
-    named: onnx.ModelProto, feeds: list[Feeds], dtype: str, verdicts: dict[str, str | None]
+    named: onnx.ModelProto,
+    feeds: list[Feeds],
+    dtype: str,
+    verdicts: dict[str, str | None],
+    model_dir: str | None = None,
 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """(nodes kept float before any evaluation — converter reasons and fp32 ranges —, the
     remaining candidates in graph order)."""
@@ -642,7 +805,7 @@ def _initial_kept(
         for name, reason in verdicts.items()
         if reason is not None
     }
-    ranges = tensor_ranges(named, feeds, tiny=limits(dtype).tiny)
+    ranges = tensor_ranges(named, feeds, tiny=limits(dtype).tiny, model_dir=model_dir)
     owner = _top_level_owner(named)
     by_name = {n.name: n for g in iter_graphs(named.graph) for n in g.node}
     candidates: list[str] = []
@@ -707,13 +870,26 @@ def _final(
     verdicts: dict[str, str | None],
     kept: dict[str, dict[str, Any]],
 ) -> tuple[onnx.ModelProto, _Evaluation, tuple[str, ...]]:
-    """(returned model, its evaluation, converted nodes)."""
+    """(returned model, its evaluation, converted nodes). The probe's session is freed before
+    the final conversion; a light model's result is completed from the work folder."""
     if len(final_kept) == len(search.candidates):
+        search.close_probe()
         zero = dict.fromkeys(search.output_names, 0.0)
-        return search.model, _Evaluation(True, 0.0, 0.0, search.baseline, zero), ()
-    model = search.build(final_kept)
-    evaluation = search.cache.get(frozenset(final_kept)) or search.measure(final_kept, model)
-    return model, evaluation, tuple(n for n in verdicts if n not in kept)
+        model = search.model
+        if search.ws.folder is not None:  # the unchanged model, weights read back in
+            model = onnx.ModelProto()
+            model.CopyFrom(search.model)
+            search.ws.complete(model)
+        return model, _Evaluation(True, 0.0, 0.0, search.baseline, zero), ()
+    evaluation = search.cache.get(frozenset(final_kept))
+    model = None
+    if evaluation is None:
+        model = search.build(final_kept)
+        evaluation = search.measure(final_kept, model)
+    search.close_probe()
+    if model is None:
+        model = search.build(final_kept)
+    return search.ws.complete(model), evaluation, tuple(n for n in verdicts if n not in kept)
 
 
 def _rank(
