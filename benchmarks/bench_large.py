@@ -15,7 +15,7 @@ f16-convert, f16 and bf16 (with saving) 0.59× (12–23 s); int8 2.08× (191 s);
 (214 s); bench 1.09×; partition 2.10×; layers 1.10×; layer-error 2.13× (with the f16
 conversion before it); explore (f32 + f16) 3.10×; report 1.10×; references: onnxconverter-common
 1.62× (32 s), ORT quantize_static 3.08× (39 s; ours also pre-processes, uses percentile
-histograms and tries float edges). mixed: see docs/large_models.md.
+histograms and tries float edges); mixed 1.39× (1027 s, machine loaded by a CI run).
 
 Needs ~4× the model size of free disk (model, f16/bf16/int8 copies). Nothing is written to the
 current directory; the working folder is removed at the end unless --keep.
