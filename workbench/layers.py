@@ -63,10 +63,6 @@ def _proto(model: ModelLike) -> onnx.ModelProto:
     return ensure_node_names(model if isinstance(model, onnx.ModelProto) else load_model(model))
 
 
-def _run_config(config: RunConfig, folder: str | None) -> RunConfig:
-    return config if folder is None else dataclasses.replace(config, model_dir=folder)
-
-
 # --------------------------------------------------------------------------- layer profile
 
 
@@ -205,7 +201,7 @@ def layer_profile(
         if dev.backend == "profile":
             return _estimated_profile(m, dev, h, feeds, ops)
         times = profile_runtime(m, dev, h, feeds, runs=runs, warmup=warmup,
-                                config=_run_config(config, folder))  # fmt: skip
+                                config=config.reading(folder))  # fmt: skip
     return LayerProfile(
         model=m.graph.name or "model", device=dev.name, hint=h.label, simulated=dev.simulated,
         estimated=False, precision_ran=precision_ran(times.rows), rows=times.rows,
@@ -484,7 +480,7 @@ def _values(
     a light model (``folder``) is opened with its weights read from there."""
     outputs = {o.name for o in model.graph.output}
     dev = resolve_device(device)
-    config = _run_config(DEFAULT_CONFIG, folder)
+    config = DEFAULT_CONFIG.reading(folder)
     with task(f"layer error: {model.graph.name or 'model'} on {dev.name}", 2) as t:
         values = _collect(_runnable(exposed, folder, dev), dev, config, feeds, names - outputs)
         t.update()

@@ -878,7 +878,7 @@ def _open_settings(
         if dev.simulated:
             proto = complete_model(proto, folder)
         else:
-            config = replace(config, model_dir=folder)
+            config = config.reading(folder)
     out: list[_Setting] = []
     by_key: dict[Any, _Setting] = {}
     for h in hints:

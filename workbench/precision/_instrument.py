@@ -99,7 +99,7 @@ def _typed_ir(
 
 def _options(model_dir: str | None) -> ort.SessionOptions:
     """Session options; a light model's external data is read from ``model_dir``."""
-    return session_options(None, RunConfig(model_dir=model_dir)) if model_dir else session_options()
+    return session_options(None, RunConfig(model_dir=model_dir))
 
 
 def _const_array(v: ir.Value) -> np.ndarray:

@@ -50,10 +50,9 @@ import onnx_ir as ir
 
 from ..errors import InputError, UnsupportedError
 from ..model import (
-    check_external_data,
     ensure_node_names,
     iter_graphs,
-    load_model,
+    load_light,
     read_external_data,
 )
 from ..precisions import (
@@ -230,8 +229,7 @@ def _load_ir(
             f"convert_float16 expects a path or onnx.ModelProto, got {type(model).__name__}"
         )
     path = Path(model)
-    proto = load_model(path, load_external_data=False)
-    check_external_data(proto, path.parent)
+    proto, _ = load_light(path)  # references validated, weights memory-mapped below
     proto, notes = _at_least(proto, min_opset)
     m, saved = ir_from_proto(proto)
     ir.external_data.set_base_dir(m.graph, path.parent)

@@ -46,7 +46,6 @@ result's model stands alone (float16 weights 0.5×, kept float32 ones 1×, in me
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import heapq
 import math
 import os
@@ -329,7 +328,7 @@ class _Workspace:
         """Run configuration of sessions over ``named``."""
         if self.folder is None:
             return DEFAULT_CONFIG
-        return dataclasses.replace(DEFAULT_CONFIG, model_dir=self.folder)
+        return DEFAULT_CONFIG.reading(self.folder)
 
     def save_candidate(self, model: onnx.ModelProto) -> Path:
         """Write a converted candidate to the work folder, standing alone: its converted

@@ -8,7 +8,6 @@ the model first and then run it here.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import math
 import numbers
@@ -149,9 +148,7 @@ def open_runner(
     if isinstance(model, onnx.ModelProto):
         return open_backend(model, resolve_real_device(device), as_hint(hint), config)
     proto, folder = load_light(model)  # the backend reads the weights from their files
-    if folder is not None:
-        config = dataclasses.replace(config, model_dir=folder)
-    return open_backend(proto, resolve_real_device(device), as_hint(hint), config)
+    return open_backend(proto, resolve_real_device(device), as_hint(hint), config.reading(folder))
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,11 @@ class RunConfig:
     threads: int | None = None
     warn: bool = True
     model_dir: str | None = None
+
+    def reading(self, folder: str | None) -> RunConfig:
+        """This configuration for a light model whose weights are in ``folder`` (itself when
+        ``folder`` is None: a complete model)."""
+        return self if folder is None else dataclasses.replace(self, model_dir=folder)
 
     def __post_init__(self) -> None:
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):

@@ -14,7 +14,7 @@ from google.protobuf.message import EncodeError
 
 from ..data import InputSpec, input_specs, onnx_to_numpy_dtype
 from ..errors import ModelLoadError, UnsupportedError
-from ..model import iter_graphs, iter_tensors, model_nbytes, save_model
+from ..model import iter_graphs, iter_tensors, save_model, worth_staging
 from ..tensor_types import node_float_types
 from . import kernels
 from .base import DEFAULT_CONFIG, Device, RunConfig, Runner
@@ -41,11 +41,6 @@ _QUANT_OPS = {
     "ConvInteger",
     "DynamicQuantizeLinear",
 }
-
-
-#: from this size on, sessions load from a temporary external-data file and (as for light
-#: models) the optimized-graph check has a throwaway session of its own
-_BIG_MODEL_BYTES = 2**28
 
 
 def session_options(
@@ -80,12 +75,12 @@ def make_session(
 ) -> ort.InferenceSession:
     """An InferenceSession from a ModelProto, with ORT's error turned into a clear one.
 
-    Big models (from 256 MB; protobuf cannot serialize 2 GB in memory at all) go through a
+    Big models (``workbench.model.STAGE_BYTES``, 256 MB; protobuf cannot serialize 2 GB in memory at all) go through a
     temporary folder with external data, written tensor by tensor from the caller's proto
     (never a serialized copy of the whole model) and removed once ORT holds the weights.
     """
     try:
-        if model_nbytes(model) >= _BIG_MODEL_BYTES:
+        if worth_staging(model):
             with tempfile.TemporaryDirectory(prefix="wb-ort-") as tmp:
                 path = save_model(model, os.path.join(tmp, "model.onnx"), external_data=True)
                 return ort.InferenceSession(
@@ -291,7 +286,7 @@ class OrtRunner(Runner):
         if needs_graph_check(model):
             with tempfile.TemporaryDirectory(prefix="wb-ort-") as tmp:
                 path = os.path.join(tmp, "optimized.onnx")
-                if config.model_dir or model_nbytes(model) >= _BIG_MODEL_BYTES:
+                if config.model_dir or worth_staging(model):
                     # a session that saved its optimized graph keeps about twice the memory
                     # for life: a big model's check runs in a throwaway session
                     make_session(model, provider, session_options(path, config))
